@@ -1,0 +1,42 @@
+# Two commands for a fresh machine with nothing but Python:
+#   make run    runs the whole course (offline profile, CPU) and writes build/
+#   make test   runs the whole test suite
+# Both create .venv and install the course into it the first time.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test unit notebooks smoke build check lint benchmark clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/course run --profile offline --output build
+
+test: $(STAMP)
+	COURSE_PROFILE=smoke COURSE_DATA_DIR=$(CURDIR)/build/test-data COURSE_OUTPUT_DIR=$(CURDIR)/build/test-outputs \
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests solutions --nbval-lax --nbval-current-env -p no:cacheprovider
+
+unit: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests
+
+build: $(STAMP)
+	$(BIN)/course build
+
+check: $(STAMP)
+	$(BIN)/course check
+
+lint: $(STAMP)
+	$(BIN)/ruff check course_utils tests benchmarks
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/run_benchmarks.py
+
+clean:
+	rm -rf build

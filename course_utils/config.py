@@ -1,0 +1,107 @@
+"""The course's settings in one place: lessons, target signs, profiles and their defaults.
+
+Every number a lesson uses by default (epochs, image size, how much synthetic data) lives here, so that a
+notebook's ``parameters`` cell can leave a value at ``None`` and get the profile's default. An instructor
+overrides any of them with papermill (``course run -p EPOCHS 5``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+#: The lessons, in teaching order. The same file name (plus ``.ipynb``) is used in ``solutions/`` and
+#: ``notebooks/``.
+LESSONS: tuple[str, ...] = (
+    "01_cnn_from_scratch",
+    "02_feature_extraction",
+    "03_fine_tuning",
+    "04_unknown_class",
+)
+
+#: Where the course lives; the Colab and Kaggle set-up cell installs the package from here.
+REPOSITORY_URL = "https://github.com/transfer-learning-course/transfer-learning-course"
+
+#: The four traffic signs the classifier learns (as in the GTSRB tutorial); every other sign type is
+#: "unknown" in lesson 4.
+TARGET_SIGNS: tuple[str, ...] = ("priority_road", "give_way", "stop", "no_entry")
+
+#: Name of the extra class of lesson 4.
+UNKNOWN_CLASS = "unknown"
+
+PROFILES: tuple[str, ...] = ("full", "offline", "smoke")
+
+#: Defaults per profile. ``None`` in a notebook parameter means "take it from here".
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "full": {
+        "dataset": "gtsrb",
+        "arch": "resnet18",
+        "image_size": 224,
+        "batch_size": 64,
+        "epochs": 10,
+        "synthetic_tracks_per_class": 30,
+        "synthetic_frames_per_track": 10,
+    },
+    "offline": {
+        "dataset": "synthetic-signs",
+        "arch": "efficientnet_lite0",
+        "image_size": 96,
+        "batch_size": 64,
+        "epochs": 6,
+        "synthetic_tracks_per_class": 16,
+        "synthetic_frames_per_track": 8,
+    },
+    "smoke": {
+        "dataset": "synthetic-signs",
+        "arch": "efficientnet_lite0",
+        "image_size": 64,
+        "batch_size": 16,
+        "epochs": 1,
+        "synthetic_tracks_per_class": 4,
+        "synthetic_frames_per_track": 3,
+    },
+}
+
+
+def profile_defaults(profile: str) -> dict[str, Any]:
+    """Return a copy of the default settings of ``profile`` (``full``, ``offline`` or ``smoke``)."""
+    if profile not in PROFILE_DEFAULTS:
+        raise ValueError(f"Unknown profile {profile!r}: choose one of {', '.join(PROFILES)}.")
+    return dict(PROFILE_DEFAULTS[profile])
+
+
+def resolve(profile: str, **parameters: Any) -> dict[str, Any]:
+    """Merge a notebook's parameters over the profile defaults.
+
+    Parameters given as ``None`` take the profile's default; names are matched case-insensitively, so a
+    notebook can pass ``EPOCHS=EPOCHS``. Returns a dict with lower-case keys.
+    """
+    settings = profile_defaults(profile)
+    for name, value in parameters.items():
+        key = name.lower()
+        if value is not None or key not in settings:
+            settings[key] = value
+    return settings
+
+
+def default_data_dir() -> Path:
+    """Where data sets are downloaded or generated: ``$COURSE_DATA_DIR``, else ``~/.cache/transfer-course/data``.
+
+    On Kaggle the working folder is used, because the home folder does not persist there.
+    """
+    if os.environ.get("COURSE_DATA_DIR"):
+        return Path(os.environ["COURSE_DATA_DIR"]).expanduser()
+    if Path("/kaggle/working").is_dir():
+        return Path("/kaggle/working/data")
+    return Path.home() / ".cache" / "transfer-course" / "data"
+
+
+def default_output_dir(lesson: str) -> Path:
+    """Where a lesson writes its results: ``$COURSE_OUTPUT_DIR/<lesson>``, else ``outputs/<lesson>``."""
+    base = os.environ.get("COURSE_OUTPUT_DIR")
+    if base:
+        return Path(base).expanduser() / lesson
+    if Path("/kaggle/working").is_dir():
+        return Path("/kaggle/working/outputs") / lesson
+    return Path("outputs") / lesson
