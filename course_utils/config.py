@@ -86,7 +86,9 @@ def resolve(profile: str, **parameters: Any) -> dict[str, Any]:
 
 
 def default_data_dir() -> Path:
-    """Where data sets are downloaded or generated: ``$COURSE_DATA_DIR``, else ``~/.cache/transfer-course/data``.
+    """Where data sets are downloaded or generated.
+
+    ``$COURSE_DATA_DIR`` when set, else ``~/.cache/transfer-course/data``.
 
     On Kaggle the working folder is used, because the home folder does not persist there.
     """

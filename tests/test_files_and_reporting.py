@@ -52,3 +52,12 @@ def test_metrics_without_required_keys_are_refused_with_their_names(tmp_path):
 
 def test_reading_metrics_of_a_lesson_that_wrote_none_gives_an_empty_dict(tmp_path):
     assert read_metrics(tmp_path) == {}
+
+
+def test_atomically_written_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    path = write_text_atomic(tmp_path / "report.md", "# report")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
