@@ -49,8 +49,8 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "image_size": 96,
         "batch_size": 64,
         "epochs": 6,
-        "synthetic_tracks_per_class": 16,
-        "synthetic_frames_per_track": 8,
+        "synthetic_tracks_per_class": 24,
+        "synthetic_frames_per_track": 6,
     },
     "smoke": {
         "dataset": "synthetic-signs",
@@ -64,6 +64,11 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Per-lesson overrides of :data:`PROFILE_DEFAULTS` (for example more epochs where a lesson trains longer).
+#: Each lesson's author edits only that lesson's entry.
+LESSON_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {lesson: {} for lesson in LESSONS}
+
+
 def profile_defaults(profile: str) -> dict[str, Any]:
     """Return a copy of the default settings of ``profile`` (``full``, ``offline`` or ``smoke``)."""
     if profile not in PROFILE_DEFAULTS:
@@ -71,13 +76,17 @@ def profile_defaults(profile: str) -> dict[str, Any]:
     return dict(PROFILE_DEFAULTS[profile])
 
 
-def resolve(profile: str, **parameters: Any) -> dict[str, Any]:
-    """Merge a notebook's parameters over the profile defaults.
+def resolve(profile: str, lesson: str | None = None, **parameters: Any) -> dict[str, Any]:
+    """Merge a notebook's parameters over the defaults of its profile (and lesson).
 
-    Parameters given as ``None`` take the profile's default; names are matched case-insensitively, so a
-    notebook can pass ``EPOCHS=EPOCHS``. Returns a dict with lower-case keys.
+    Parameters given as ``None`` take the default; names are matched case-insensitively, so a notebook can
+    pass ``EPOCHS=EPOCHS``. Returns a dict with lower-case keys.
     """
     settings = profile_defaults(profile)
+    if lesson is not None:
+        if lesson not in LESSON_DEFAULTS:
+            raise ValueError(f"Unknown lesson {lesson!r}: choose one of {', '.join(LESSONS)}.")
+        settings.update(LESSON_DEFAULTS[lesson].get(profile, {}))
     for name, value in parameters.items():
         key = name.lower()
         if value is not None or key not in settings:
