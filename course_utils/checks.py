@@ -1,0 +1,402 @@
+"""One-line self-checks for the lessons' exercises.
+
+Call a check right after your answer, for example ``check_head(model, num_classes=4)``. When the answer
+works it prints one line starting with ✅. When it does not, it raises :class:`ExerciseError` whose message
+says in plain words what is wrong and how to fix it, so the notebook stops at that cell.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import numpy as np
+import torch
+from torch import nn
+
+from course_utils.config import UNKNOWN_CLASS
+from course_utils.models import _head_parameters, body_blocks, find_head
+
+
+class ExerciseError(AssertionError):
+    """An exercise's answer does not work yet; the message says what is wrong and hints at the fix."""
+
+
+def _passed(message: str) -> None:
+    print(f"✅ {message}")
+
+
+def _fail(message: str) -> NoReturn:
+    raise ExerciseError(f"❌ {message}")
+
+
+def _count(parameters: Sequence[torch.Tensor]) -> int:
+    return sum(parameter.numel() for parameter in parameters)
+
+
+def _run(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Run ``model`` in eval mode without gradients, leaving its train/eval mode as it was."""
+    reference = next(model.parameters(), None)
+    if reference is not None:
+        batch = batch.to(device=reference.device, dtype=reference.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(batch)
+    finally:
+        model.train(was_training)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Lesson 1: padding, blocks, the CNN
+# ----------------------------------------------------------------------------------------------------------
+
+_PADDING_ANSWERS = {(1, 1): 0, (3, 1): 1, (5, 1): 2, (7, 1): 3, (3, 2): 2, (5, 2): 4}
+
+
+def check_padding(padding_function: Callable[..., Any]) -> None:
+    """Check a function ``(kernel_size, dilation=1) -> padding`` that keeps height and width unchanged."""
+    takes_dilation = True
+    try:
+        inspect.signature(padding_function).bind(3, 1)
+    except TypeError:
+        takes_dilation = False
+    except ValueError:  # a built-in without a signature: just try it
+        pass
+    for (kernel_size, dilation), expected in _PADDING_ANSWERS.items():
+        if dilation > 1 and not takes_dilation:
+            _fail("Your function takes only the kernel size; give it a second argument `dilation=1` as well "
+                  "(a dilated kernel spreads its pixels out and needs more padding).")
+        answer = padding_function(kernel_size, dilation) if takes_dilation else padding_function(kernel_size)
+        where = f"kernel_size={kernel_size}" + (f", dilation={dilation}" if dilation > 1 else "")
+        if answer is None:
+            _fail(f"For {where} your function returns None: did you forget `return`?")
+        if isinstance(answer, float):
+            _fail(f"For {where} your function returns {answer!r}, a float; nn.Conv2d needs a whole number of "
+                  "pixels: use integer division `//`.")
+        if answer != expected:
+            size = 32 + 2 * int(answer) - dilation * (kernel_size - 1)
+            hint = (" A dilated kernel covers dilation * (kernel_size - 1) + 1 pixels." if dilation > 1
+                    else " The kernel trims kernel_size - 1 pixels; pad half of that on each side.")
+            _fail(f"For {where} your function returns padding {answer}, which turns a 32x32 image into "
+                  f"{size}x{size}; it must stay 32x32.{hint}")
+    _passed("Padding keeps the image size for kernels 1, 3, 5, 7 and with dilation 2.")
+
+
+def _layers(module: nn.Module, kind: type | tuple[type, ...]) -> list[nn.Module]:
+    return [layer for layer in module.modules() if isinstance(layer, kind)]
+
+
+def check_conv_block(block: nn.Module, in_channels: int, out_channels: int) -> None:
+    """Check a conv block: convolution, batch norm, ReLU and max-pool; channels in/out; halves H and W."""
+    convolutions = _layers(block, nn.Conv2d)
+    if not convolutions:
+        _fail("The block has no nn.Conv2d: start it with nn.Conv2d(in_channels, out_channels, kernel_size, "
+              "padding=...).")
+    if convolutions[0].in_channels != in_channels:
+        _fail(f"The block's convolution expects {convolutions[0].in_channels} input channels, but the block "
+              f"receives {in_channels}: use in_channels as the convolution's first argument.")
+    if convolutions[-1].out_channels != out_channels:
+        _fail(f"The block's convolution makes {convolutions[-1].out_channels} channels, but it should make "
+              f"{out_channels}: use out_channels as the convolution's second argument.")
+    if not _layers(block, nn.BatchNorm2d):
+        _fail(f"The block has no batch norm: add nn.BatchNorm2d({out_channels}) after the convolution.")
+    if not _layers(block, nn.ReLU):
+        _fail("The block has no ReLU: add nn.ReLU() after the batch norm, or the block stays linear.")
+    if not _layers(block, (nn.MaxPool2d, nn.AvgPool2d)):
+        _fail("The block has no nn.MaxPool2d(2), so it does not halve the height and width of the image.")
+    try:
+        output = _run(block, torch.randn(2, in_channels, 16, 16))
+    except RuntimeError as error:
+        _fail(f"The block fails on a batch of shape (2, {in_channels}, 16, 16): {error}")
+    expected = (2, out_channels, 8, 8)
+    if tuple(output.shape) != expected:
+        hint = ""
+        if output.shape[-1] < 8:
+            hint = " The convolution shrinks the image: give it padding that keeps the size (same_padding)."
+        elif output.shape[-1] > 8:
+            hint = " Pooling should halve height and width: use nn.MaxPool2d(2)."
+        _fail(f"A (2, {in_channels}, 16, 16) batch comes out as {tuple(output.shape)}, expected {expected}."
+              f"{hint}")
+    _passed(f"The block maps {in_channels} to {out_channels} channels and halves height and width.")
+
+
+def check_cnn(model: nn.Module, num_classes: int, image_size: int) -> None:
+    """Check a CNN: takes RGB images, gives ``num_classes`` scores per image, works at any image size."""
+    convolutions = _layers(model, nn.Conv2d)
+    if convolutions and convolutions[0].in_channels != 3:
+        _fail(f"The first convolution expects {convolutions[0].in_channels} input channel(s), but the images "
+              "are RGB with 3 channels: use in_channels=3 in the first block.")
+    try:
+        output = _run(model, torch.randn(2, 3, image_size, image_size))
+    except RuntimeError as error:
+        _fail(f"The model fails on a batch of two {image_size}x{image_size} RGB images: {error}")
+    if output.dim() != 2:
+        _fail(f"The model's output has shape {tuple(output.shape)}; it should be (batch, {num_classes}): "
+              "flatten the pooled features (nn.Flatten()) before the last nn.Linear.")
+    if output.shape[1] != num_classes:
+        _fail(f"The model gives {output.shape[1]} scores per image but there are {num_classes} classes: the "
+              f"last nn.Linear needs out_features={num_classes}.")
+    other_size = image_size + 32
+    try:
+        other = _run(model, torch.randn(2, 3, other_size, other_size))
+    except RuntimeError:
+        other = None
+    if other is None or tuple(other.shape) != (2, num_classes):
+        _fail(f"The model works on {image_size}x{image_size} images but not on {other_size}x{other_size}: "
+              "add global average pooling (nn.AdaptiveAvgPool2d(1)) before Flatten, so the classifier sees "
+              "the same number of features whatever the image size.")
+    _passed(f"The CNN turns RGB images of any size into {num_classes} class scores.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Lessons 2 and 3: head, freezing, optimizer
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _find_head(model: nn.Module) -> tuple[str, nn.Module]:
+    try:
+        return find_head(model)
+    except ValueError:
+        _fail("The model has no classifier layer at its end (model.fc or model.classifier should be an "
+              "nn.Linear): put a new nn.Linear head there.")
+
+
+def _split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    _find_head(model)
+    head_ids = {id(parameter) for parameter in _head_parameters(model)}
+    head = [p for p in model.parameters() if id(p) in head_ids]
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    return head, body
+
+
+def check_frozen(model: nn.Module) -> None:
+    """Check that the backbone is frozen and the head is not."""
+    head, body = _split_parameters(model)
+    trainable_body = [p for p in body if p.requires_grad]
+    if trainable_body:
+        _fail(f"The backbone is not frozen: {_count(trainable_body):,} of its {_count(body):,} parameters "
+              "are still trainable. Set requires_grad = False on every parameter, then replace the head "
+              "(a new layer trains), or call models.freeze_backbone(model).")
+    if not any(p.requires_grad for p in head):
+        _fail("The head is frozen too, so nothing would learn: freeze the backbone first and replace the "
+              "head afterwards (new layers are trainable), or set requires_grad = True on the head's "
+              "parameters.")
+    trainable = _count([p for p in head if p.requires_grad])
+    _passed(f"Backbone frozen: only the head's {trainable:,} of {_count(head) + _count(body):,} parameters "
+            "will train.")
+
+
+def check_head(model: nn.Module, num_classes: int) -> None:
+    """Check that the model's ImageNet classifier was replaced by a head for ``num_classes`` classes."""
+    path, head = _find_head(model)
+    outputs = getattr(head, "out_features", None)
+    if outputs == 1000 and num_classes != 1000:
+        _fail(f"The head was not replaced: model.{path} still outputs the 1000 ImageNet classes. Replace it "
+              f"with a new layer with {num_classes} outputs (or call models.replace_head).")
+    if outputs != num_classes:
+        _fail(f"The head outputs {outputs} classes, but the data set has {num_classes}: use "
+              f"out_features={num_classes} in the last nn.Linear.")
+    seen: dict[str, tuple[int, ...]] = {}
+    hook = head.register_forward_pre_hook(lambda module, inputs: seen.update(shape=tuple(inputs[0].shape)))
+    try:
+        output = _run(model, torch.randn(1, 3, 64, 64))
+    except RuntimeError as error:
+        if "shape" in seen:
+            _fail(f"The backbone hands {seen['shape'][-1]} features to the head, but the head expects "
+                  "a different number: keep the old layer's in_features (e.g. model.fc.in_features).")
+        _fail(f"The model fails on a small test batch: {error}")
+    finally:
+        hook.remove()
+    if tuple(output.shape) != (1, num_classes):
+        _fail(f"The model's output has shape {tuple(output.shape)}, expected (batch, {num_classes}).")
+    _passed(f"New head at model.{path}: {seen['shape'][-1]} features in, {num_classes} classes out.")
+
+
+def check_unfrozen_last_blocks(model: nn.Module, n: int) -> None:
+    """Check that exactly the last ``n`` body blocks and the head are trainable, earlier blocks frozen."""
+    blocks = body_blocks(model)
+    head, _ = _split_parameters(model)
+    if not any(p.requires_grad for p in head):
+        _fail("The head is frozen: it must always train. Set requires_grad = True on its parameters.")
+    first_trainable = len(blocks) - n
+    for index, block in enumerate(blocks):
+        parameters = list(block.parameters())
+        trainable = [p for p in parameters if p.requires_grad]
+        if index < first_trainable and trainable:
+            _fail(f"Block {index + 1} of {len(blocks)} trains too ({_count(trainable):,} parameters), but "
+                  f"only the last {n} should: leave the earlier blocks frozen.")
+        if index >= first_trainable and len(trainable) < len(parameters):
+            state = "is still frozen" if not trainable else "is only partly unfrozen"
+            _fail(f"Block {index + 1} of {len(blocks)} {state}, but the last {n} blocks should train: set "
+                  "requires_grad = True on all of their parameters (or call models.unfreeze(model, "
+                  f"last_blocks={n})).")
+    trainable_total = _count([p for p in model.parameters() if p.requires_grad])
+    _passed(f"The head and the last {n} of {len(blocks)} body blocks train ({trainable_total:,} parameters); "
+            "earlier blocks stay frozen.")
+
+
+def check_optimizer_groups(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    """Check an optimizer for fine-tuning: only trainable parameters, the whole head, a smaller body lr."""
+    head, body = _split_parameters(model)
+    learning_rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    frozen = [p for p in model.parameters() if not p.requires_grad and id(p) in learning_rates]
+    if frozen:
+        _fail(f"The optimizer holds {len(frozen)} frozen parameter tensors ({_count(frozen):,} numbers): "
+              "pass only trainable ones, e.g. [p for p in model.parameters() if p.requires_grad], or use "
+              "models.parameter_groups.")
+    missing_head = [p for p in head if p.requires_grad and id(p) not in learning_rates]
+    if missing_head:
+        _fail(f"{len(missing_head)} of the head's parameter tensors are not in the optimizer, so the head "
+              "would not learn: give the optimizer the head's parameters.")
+    trainable_body = [p for p in body if p.requires_grad]
+    missing_body = [p for p in trainable_body if id(p) not in learning_rates]
+    if missing_body:
+        _fail(f"{len(missing_body)} trainable body parameter tensors are not in the optimizer: they get "
+              "gradients but never change. Add them in a group with a smaller learning rate.")
+    if not any(p.requires_grad for p in head):
+        _fail("The head is frozen, so the optimizer has nothing new to learn: set requires_grad = True "
+              "on it.")
+    if trainable_body:
+        head_lr = min(learning_rates[id(p)] for p in head if p.requires_grad)
+        body_lr = max(learning_rates[id(p)] for p in trainable_body)
+        if body_lr >= head_lr:
+            _fail(f"The body learns at lr={body_lr:g}, not less than the head's lr={head_lr:g}: give the "
+                  "pretrained body a smaller learning rate (e.g. 10 times smaller) so fine-tuning does not "
+                  "wreck what it learned on ImageNet.")
+        _passed(f"Optimizer ready: head at lr={head_lr:g}, body at lr={body_lr:g}, no frozen parameters.")
+    else:
+        _passed("Optimizer ready: it trains the head and holds no frozen parameters.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Data: splits and the unknown class
+# ----------------------------------------------------------------------------------------------------------
+
+
+def check_split_has_no_leak(split: Any) -> None:
+    """Check that no group (a sign's track) appears in more than one of train, val and test."""
+    parts = {name: {sample.group for sample in getattr(split, name)} for name in ("train", "val", "test")}
+    for name, groups in parts.items():
+        if not groups:
+            _fail(f"The {name} part is empty: every part needs some groups.")
+    names = list(parts)
+    for position, first in enumerate(names):
+        for second in names[position + 1:]:
+            shared = sorted(parts[first] & parts[second])
+            if shared:
+                _fail(f"{len(shared)} group(s) appear in both {first} and {second}, e.g. {shared[0]!r}: "
+                      "frames of one physical sign would be on both sides and inflate the score. Split by "
+                      "group (tracks), not by image (group_aware=True).")
+    counts = ", ".join(f"{len(groups)} {name}" for name, groups in parts.items())
+    _passed(f"No group is shared between parts ({counts} groups).")
+
+
+def check_unknown_layout(
+    classes: Sequence[str], known: Sequence[str], unknown_name: str = UNKNOWN_CLASS
+) -> None:
+    """Check the class list of the "known classes + unknown" layout of lesson 4."""
+    classes = list(classes)
+    if unknown_name not in classes:
+        _fail(f"There is no {unknown_name!r} class: fold every sign that is not one of {list(known)} into "
+              f"one class named {unknown_name!r}.")
+    lost = [name for name in known if name not in classes]
+    if lost:
+        _fail(f"The known class(es) {lost} are missing: keep every known class as it is.")
+    extra = [name for name in classes if name not in known and name != unknown_name]
+    if extra:
+        _fail(f"The class(es) {extra[:5]} should have been folded into {unknown_name!r}: only the known "
+              f"classes and {unknown_name!r} remain.")
+    if len(classes) != len(set(classes)):
+        _fail("A class name appears twice in the class list.")
+    _passed(f"{len(known)} known classes plus {unknown_name!r}.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Lesson 4: probabilities and a threshold
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _to_numpy(values: Any) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=float)
+
+
+def check_probabilities(probabilities: Any) -> None:
+    """Check class probabilities: one row per image, every value in [0, 1], every row summing to 1."""
+    values = _to_numpy(probabilities)
+    if values.ndim != 2:
+        _fail(f"Expected one row per image and one column per class (2-D), got shape {values.shape}.")
+    if values.min() < 0 or values.max() > 1:
+        _fail(f"Values range from {values.min():.3g} to {values.max():.3g}, outside [0, 1]: these look like "
+              "logits; turn them into probabilities with torch.softmax(logits, dim=1).")
+    rows = values.sum(axis=1)
+    if not np.allclose(rows, 1, atol=1e-4):
+        if values.shape[0] > 1 and np.allclose(values.sum(axis=0), 1, atol=1e-4):
+            _fail("The columns sum to 1 instead of the rows: the softmax ran over the batch; use dim=1.")
+        _fail(f"Rows sum to values between {rows.min():.3g} and {rows.max():.3g}, not 1: use softmax over "
+              "the classes (dim=1), not a sigmoid per class.")
+    _passed(f"{values.shape[0]} rows of probabilities over {values.shape[1]} classes, each summing to 1.")
+
+
+def check_threshold(threshold: float, known_scores: Any, keep: float) -> None:
+    """Check a threshold on confidence scores that keeps about ``keep`` of the known-class images."""
+    scores = _to_numpy(known_scores).ravel()
+    threshold = float(threshold)
+    if math.isnan(threshold):
+        _fail("The threshold is NaN: compute it from the known-class scores.")
+    if scores.min() >= 0 and scores.max() <= 1 and not 0 <= threshold <= 1:
+        _fail(f"The threshold {threshold:.3g} lies outside [0, 1], where the scores are.")
+    kept = float((scores >= threshold).mean())
+    tolerance = 1 / len(scores) + 0.01
+    if abs(kept - keep) > tolerance:
+        hint = (" Take the (1 - keep) quantile: np.quantile(known_scores, 1 - keep)."
+                if abs(kept - (1 - keep)) <= tolerance else "")
+        _fail(f"The threshold {threshold:.3g} keeps {kept:.1%} of the known-class images, but should keep "
+              f"{keep:.1%}.{hint}")
+    _passed(f"Threshold {threshold:.3f} keeps {kept:.1%} of known-class images.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Lesson 2: freezing everything, cached features
+# ----------------------------------------------------------------------------------------------------------
+
+
+def check_all_frozen(model: nn.Module) -> None:
+    """Check that no parameter of ``model`` will train (every ``requires_grad`` is False)."""
+    parameters = list(model.parameters())
+    trainable = [p for p in parameters if p.requires_grad]
+    if trainable and getattr(model, "requires_grad", None) is False:
+        _fail("model.requires_grad = False only sets a new attribute on the module; it freezes nothing. "
+              "Set requires_grad = False on each parameter: loop over model.parameters() (or call "
+              "model.requires_grad_(False)).")
+    if trainable:
+        _fail(f"{_count(trainable):,} of the model's {_count(parameters):,} parameters are still trainable: "
+              "set parameter.requires_grad = False for every parameter in model.parameters().")
+    _passed(f"All {_count(parameters):,} parameters are frozen; nothing would train yet.")
+
+
+def check_features(features: Any, labels: Any, samples: Sequence[Any], feature_dim: int) -> None:
+    """Check features computed for ``samples``: one row per image, ``feature_dim`` columns, labels in order."""
+    if not isinstance(features, torch.Tensor) or features.dim() != 2:
+        shape = tuple(features.shape) if hasattr(features, "shape") else type(features).__name__
+        _fail(f"Expected a 2-D tensor of features (images, {feature_dim}), got {shape}.")
+    if features.shape[1] != feature_dim:
+        hint = (" These are class scores: run models.feature_extractor(model), whose head is nn.Identity, "
+                "not the model itself." if features.shape[1] < feature_dim else "")
+        _fail(f"Each image has {features.shape[1]} values, but the backbone gives {feature_dim} features."
+              f"{hint}")
+    if len(features) != len(samples) or len(labels) != len(samples):
+        _fail(f"{len(features)} feature rows and {len(labels)} labels for {len(samples)} images: run the "
+              "backbone over every image of the split exactly once (drop_last must stay False).")
+    expected = torch.as_tensor([int(sample[1]) for sample in samples])
+    if not torch.equal(torch.as_tensor(labels).long().cpu(), expected):
+        _fail("The labels are not in the order of the samples: build the loader with shuffle=False, so "
+              "that row i of the features belongs to image i.")
+    if not torch.isfinite(features).all():
+        _fail("The features contain NaN or infinite values.")
+    _passed(f"{len(features)} images, {feature_dim} features each, labels in sample order.")

@@ -1,0 +1,473 @@
+"""Finding images and their labels: synthetic signs, GTSRB, Oxford-IIIT Pet, or any folder you bring.
+
+Every data set ends up as a list of :class:`Sample` (path, label, group) plus a list of class names, and
+:func:`load_dataset` turns it into a train/val/test :class:`~course_utils.splits.Split`::
+
+    split = load_dataset("synthetic-signs", data_dir, profile="offline")
+    split = load_dataset("/path/to/my_photos", data_dir, profile="full")   # class sub-folders
+
+Real folders are messy. :func:`scan_image_folder` skips what cannot be used (non-images, empty, truncated
+or corrupt files) and prints ONE line saying how many, which and why. Hidden system files (``.DS_Store``,
+``._photo.jpg``, ``Thumbs.db``) are ignored silently: they are never images a user meant to add.
+How files are checked, so that a folder of 50,000 images is scanned in seconds, not minutes:
+the header is read for every file; PNG files are verified chunk by chunk (checksums, no decoding);
+a JPEG must end with its end-of-image marker (a truncated download does not); other formats are decoded.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from course_utils import config
+
+
+class Sample(NamedTuple):
+    """One labelled image. ``group`` ties together images that must stay in the same split part
+    (the frames of one physical traffic sign, a *track*, e.g. ``"stop/00012"``); else it is unique."""
+
+    path: Path
+    label: int
+    group: str
+
+
+class DatasetError(ValueError):
+    """The data set cannot be used as it is; the message names the folder and how to fix it."""
+
+
+class DownloadError(RuntimeError):
+    """A data set could not be downloaded (usually: no network)."""
+
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+)
+#: Images larger than this (on their longer side) are shrunk when loaded: no lesson needs more pixels.
+MAX_IMAGE_SIDE = 2048
+_SYSTEM_FILES = {"thumbs.db", "desktop.ini", "__macosx"}
+_TRACK_NAME = re.compile(r"^(\d+)_(\d+)$")  # GTSRB naming: <track>_<frame>
+
+
+# ------------------------------------------------------------ images
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open any image as an 8-bit RGB picture, the one format every model here expects.
+
+    Handles grayscale, palette, transparency (composited on white, so a transparent background does not
+    turn black), CMYK, 16-bit and float images, EXIF rotation from phone cameras, and shrinks huge images
+    to at most :data:`MAX_IMAGE_SIDE` pixels per side.
+    """
+    with Image.open(path) as image:
+        image.draft("RGB", (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))  # JPEG: decode at a reduced size, cheaply
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    if max(image.size) > MAX_IMAGE_SIDE:
+        image.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+    if image.mode.startswith("I") or image.mode == "F":  # 16-bit, 32-bit or float grayscale
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode == "F" and values.max(initial=0) <= 1.0:
+            values = values * 255.0
+        elif values.max(initial=0) > 255:
+            values = values / 257.0  # 0..65535 -> 0..255
+        image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P" or image.mode == "PA":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.lower() in _SYSTEM_FILES
+
+
+def _jpeg_is_complete(path: Path, size: int) -> bool:
+    """A complete JPEG ends with the end-of-image marker FF D9 (padding after it is tolerated)."""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, size - 1024))
+        tail = handle.read().rstrip(b"\x00\r\n ")
+    return tail.endswith(b"\xff\xd9")
+
+
+def _problem_with(path: Path) -> str | None:
+    """Why ``path`` cannot be used as an image, or None when it is fine."""
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return "not an image file"
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file"
+    try:
+        with Image.open(path) as image:
+            image_format = image.format
+            image.verify()  # PNG: walks every chunk and checks its checksum; other formats: header only
+        if image_format == "JPEG":
+            return None if _jpeg_is_complete(path, size) else "truncated or corrupt"
+        if image_format != "PNG":
+            with Image.open(path) as image:
+                image.load()
+    except Image.DecompressionBombError:
+        return "too large to open safely"
+    except Image.UnidentifiedImageError:
+        return "not a readable image"
+    except (OSError, SyntaxError, ValueError, EOFError):
+        return "truncated or corrupt"
+    return None
+
+
+def _report_skipped(root: Path, skipped: list[tuple[Path, str]], total: int, empty_classes: list[str]
+                    ) -> None:
+    """Print the ONE summary line about what was skipped (nothing when nothing was)."""
+    if not skipped and not empty_classes:
+        return
+    parts = []
+    if skipped:
+        by_reason: dict[str, list[str]] = {}
+        for path, reason in skipped:
+            by_reason.setdefault(reason, []).append(_relative(path, root))
+        reasons = []
+        for reason, names in by_reason.items():
+            shown = ", ".join(names[:3]) + (f", +{len(names) - 3} more" if len(names) > 3 else "")
+            reasons.append(f"{len(names)} {reason} ({shown})")
+        parts.append(f"skipped {len(skipped)} of {total} files in {root}: " + "; ".join(reasons))
+    if empty_classes:
+        parts.append(f"ignored {len(empty_classes)} class folder(s) without usable images: "
+                     f"{', '.join(empty_classes)}")
+    line = "; ".join(parts)
+    print(f"⚠️ {line[0].upper()}{line[1:]}.")
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Every non-hidden file under ``folder`` (recursively), sorted."""
+    return sorted(path for path in folder.rglob("*")
+                  if path.is_file() and not any(map(_is_hidden, path.relative_to(folder).parts)))
+
+
+def _group_of(path: Path, class_folder: Path, class_name: str) -> str:
+    """``"<class>/<track>"`` for GTSRB-style names (``00012_00003.png``), else ``"<class>/<file stem>"``."""
+    match = _TRACK_NAME.match(path.stem)
+    if match and path.parent == class_folder:
+        return f"{class_name}/{match.group(1)}"
+    return f"{class_name}/{path.relative_to(class_folder).with_suffix('').as_posix()}"
+
+
+# ------------------------------------------------------------ folders
+def _scan(root: Path, classes: Sequence[str] | None, check_files: bool):
+    """Samples of the class sub-folders of ``root`` (empty classes dropped) and what was skipped."""
+    if not root.is_dir():
+        raise DatasetError(f"The data folder {root} does not exist: check the path you passed.")
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name))
+    if classes is None:
+        classes = folders
+    else:
+        missing = [name for name in classes if name not in folders]
+        if missing:
+            raise DatasetError(f"No folder for class(es) {', '.join(missing)} in {root}: "
+                               f"the class folders there are {', '.join(folders) or 'none'}.")
+    samples, skipped, empty, total = [], [], [], 0
+    kept: list[str] = []
+    for name in classes:
+        files = _image_files(root / name)
+        total += len(files)
+        good = []
+        for path in files:
+            problem = _problem_with(path) if check_files else (
+                None if path.suffix.lower() in IMAGE_EXTENSIONS else "not an image file")
+            if problem:
+                skipped.append((path, problem))
+            else:
+                good.append(path)
+        if not good:
+            empty.append(name)
+            continue
+        samples += [Sample(path, len(kept), _group_of(path, root / name, name)) for path in good]
+        kept.append(name)
+    return samples, kept, skipped, empty, total
+
+
+def _no_classes_error(root: Path) -> DatasetError:
+    loose = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    hint = (f" It holds {len(loose)} image file(s) directly: to predict unlabeled images use "
+            "list_unlabeled_images()." if loose else "")
+    return DatasetError(f"No class folders with images in {root}: put each class's images in its own "
+                        f"sub-folder, e.g. {root / 'cat' / '001.jpg'} and {root / 'dog' / '002.jpg'}.{hint}")
+
+
+def scan_image_folder(root: str | Path, *, classes: Sequence[str] | None = None, verbose: bool = True,
+                      check_files: bool = True) -> tuple[list[Sample], list[str]]:
+    """List the images of a folder of class sub-folders (``root/<class>/<image>``) as samples.
+
+    ``classes`` picks sub-folders (in that order; default: all, sorted by name). Unusable files are skipped
+    and reported in one printed line; empty class folders are dropped. Raises :class:`DatasetError` when
+    fewer than two classes with images remain. ``check_files=False`` skips the per-file check (for folders
+    the course generated itself).
+    """
+    root = Path(root)
+    samples, kept, skipped, empty, total = _scan(root, classes, check_files)
+    if verbose:
+        _report_skipped(root, skipped, total, empty)
+    if classes is not None and empty:
+        raise DatasetError(f"The class folder(s) {', '.join(empty)} in {root} hold no usable images: "
+                           "add images or leave the class out of `classes`.")
+    _require_two_classes(root, kept)
+    return samples, kept
+
+
+def _require_two_classes(root: Path, kept: list[str]) -> None:
+    if not kept:
+        raise _no_classes_error(root)
+    if len(kept) == 1:
+        raise DatasetError(f"Only one class ({kept[0]!r}) has images in {root}: a classifier needs at least "
+                           "two; add a sub-folder of images for every other class.")
+
+
+_SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                "test": "test", "testing": "test"}
+
+
+def find_split_folders(root: str | Path) -> dict[str, Path] | None:
+    """The ``train``/``val``/``test`` sub-folders of an already split data set, or None when it is not split.
+
+    Names are matched in any capitalisation; ``valid`` and ``validation`` count as ``val``. A ``train``
+    folder is required; ``val`` and ``test`` are optional.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    found = {_SPLIT_NAMES[p.name.lower()]: p for p in sorted(root.iterdir())
+             if p.is_dir() and p.name.lower() in _SPLIT_NAMES}
+    return found if "train" in found else None
+
+
+def list_unlabeled_images(folder: str | Path, *, verbose: bool = True) -> list[Path]:
+    """All usable images in ``folder`` and its sub-folders (for predicting into a CSV), sorted by path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"The folder {folder} does not exist: check the path you passed.")
+    files = _image_files(folder)
+    good, skipped = [], []
+    for path in files:
+        problem = _problem_with(path)
+        (skipped.append((path, problem)) if problem else good.append(path))
+    if verbose:
+        _report_skipped(folder, skipped, len(files), [])
+    if not good:
+        raise DatasetError(f"No usable images in {folder}: put .jpg or .png files there.")
+    return good
+
+
+# ------------------------------------------------------------ GTSRB, pets
+#: GTSRB's 43 classes by class id, as short names. The four target signs: 12 priority_road,
+#: 13 give_way ("yield"), 14 stop, 17 no_entry.
+GTSRB_CLASSES: list[str] = [
+    "speed_limit_20", "speed_limit_30", "speed_limit_50", "speed_limit_60", "speed_limit_70",
+    "speed_limit_80", "end_of_speed_limit_80", "speed_limit_100", "speed_limit_120", "no_passing",
+    "no_passing_over_3_5_tons", "right_of_way", "priority_road", "give_way", "stop",
+    "no_vehicles", "no_vehicles_over_3_5_tons", "no_entry", "general_caution", "dangerous_curve_left",
+    "dangerous_curve_right", "double_curve", "bumpy_road", "slippery_road", "road_narrows_right",
+    "road_work", "traffic_signals", "pedestrians", "children_crossing", "bicycles_crossing",
+    "ice_or_snow", "wild_animals_crossing", "end_of_limits", "turn_right_ahead", "turn_left_ahead",
+    "ahead_only", "straight_or_right", "straight_or_left", "keep_right", "keep_left",
+    "roundabout", "end_of_no_passing", "end_of_no_passing_over_3_5_tons",
+]
+
+
+def _torchvision_dataset(dataset_class, title: str, root: Path, download: bool, **options):
+    """Build a torchvision data set; a failed download or missing copy becomes a one-sentence error."""
+    try:
+        return dataset_class(str(root), download=download, **options)
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        if download:
+            raise DownloadError(
+                f"Could not download {title} into {root} ({type(error).__name__}: is there a network "
+                "connection?): connect to the internet, or run the course in the offline profile "
+                "(PROFILE = 'offline' or COURSE_PROFILE=offline), which needs no download.") from error
+        raise DatasetError(
+            f"{title} is not in {root}: download it first (download=True, as the 'full' profile does), "
+            "or run the course in the offline profile, which needs no download.") from error
+
+
+def gtsrb_samples(root: str | Path, *, download: bool = False
+                  ) -> tuple[list[Sample], list[Sample], list[str]]:
+    """GTSRB's training and test images (from ``torchvision.datasets.GTSRB``) and its 43 class names.
+
+    Training files are named ``<track>_<frame>.ppm``; every frame of a track gets the group
+    ``"<class name>/<track>"`` so a split never puts one physical sign on both sides. Test images come
+    without tracks, so each is its own group. The data live in ``root/gtsrb`` (torchvision's layout).
+    """
+    from torchvision.datasets import GTSRB
+
+    root = Path(root)
+    train_set = _torchvision_dataset(GTSRB, "GTSRB", root, download, split="train")
+    test_set = _torchvision_dataset(GTSRB, "GTSRB", root, download, split="test")
+    train = []
+    for path, _ in train_set._samples:
+        path = Path(path)
+        class_id = int(path.parent.name)  # folder 00014 holds class 14 (also in a partial copy)
+        train.append(Sample(path, class_id, f"{GTSRB_CLASSES[class_id]}/{path.stem.split('_')[0]}"))
+    test = [Sample(Path(path), int(class_id), Path(path).stem) for path, class_id in test_set._samples]
+    return train, test, list(GTSRB_CLASSES)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def oxford_pet_samples(root: str | Path, *, target: str = "breed", download: bool = False
+                       ) -> tuple[list[Sample], list[Sample], list[str]]:
+    """Oxford-IIIT Pet's trainval and test images (``torchvision.datasets.OxfordIIITPet``) and class names.
+
+    ``target="breed"`` gives 37 breeds (``"american_bulldog"``, ...); ``"binary-category"`` gives
+    ``["cat", "dog"]``. Each photo is its own group. The data live in ``root/oxford-iiit-pet``.
+    """
+    from torchvision.datasets import OxfordIIITPet
+
+    target_types = {"breed": "category", "binary-category": "binary-category"}
+    if target not in target_types:
+        raise ValueError(f"Unknown target {target!r}: use 'breed' or 'binary-category'.")
+    parts = []
+    for split in ("trainval", "test"):
+        dataset = _torchvision_dataset(OxfordIIITPet, "Oxford-IIIT Pet", Path(root), download,
+                                       split=split, target_types=target_types[target])
+        labels = dataset._labels if target == "breed" else dataset._bin_labels
+        parts.append([Sample(Path(path), int(label), Path(path).stem)
+                      for path, label in zip(dataset._images, labels, strict=True)])
+        if split == "trainval":
+            classes = [_slug(name) for name in dataset.classes] if target == "breed" else ["cat", "dog"]
+    return parts[0], parts[1], classes
+
+
+# ------------------------------------------------------------ one entry point
+DATASETS: tuple[str, ...] = ("synthetic-signs", "gtsrb", "pets", "pets-binary")
+
+
+def load_dataset(name: str | Path, data_dir: str | Path | None = None, *, profile: str, seed: int = 0,
+                 classes: Sequence[str] | str | None = None, val_fraction: float = 0.15,
+                 test_fraction: float = 0.15, group_aware: bool = True, tracks_per_class: int | None = None,
+                 frames_per_track: int | None = None, download: bool | None = None, verbose: bool = True):
+    """Load a data set by name (or folder path) and split it into train/val/test.
+
+    ``name`` is ``"synthetic-signs"``, ``"gtsrb"``, ``"pets"`` (37 breeds), ``"pets-binary"`` (cat/dog) or
+    the path of your own folder: class sub-folders (split here, stratified), or already split into
+    train/val/test sub-folders (any capitalisation). ``classes``: None gives the course's four target signs
+    for the sign data sets and every class otherwise; ``"all"`` gives every class; a list picks classes.
+    Data sets that bring their own test set (GTSRB, pets) keep it and carve validation from training.
+    Downloads happen only when ``download`` is True (default: only in the ``full`` profile).
+    ``data_dir`` defaults to :func:`course_utils.config.default_data_dir`.
+    """
+    from course_utils.splits import split_samples
+
+    defaults = config.profile_defaults(profile)  # also rejects an unknown profile
+    data_dir = Path(data_dir) if data_dir is not None else config.default_data_dir()
+    download = profile == "full" if download is None else download
+    options = {"seed": seed, "group_aware": group_aware}
+    if name == "synthetic-signs":
+        from course_utils import synthetic
+
+        folder = synthetic.generate_signs(
+            data_dir / "synthetic-signs", classes=synthetic.ALL_SIGNS,
+            tracks_per_class=tracks_per_class or defaults["synthetic_tracks_per_class"],
+            frames_per_track=frames_per_track or defaults["synthetic_frames_per_track"],
+            seed=seed, progress=verbose)
+        samples, names = scan_image_folder(folder, classes=synthetic.ALL_SIGNS, check_files=False)
+        samples, names = _choose(samples, names, classes, config.TARGET_SIGNS)
+        return split_samples(samples, names, val_fraction=val_fraction, test_fraction=test_fraction,
+                             **options)
+    if name in ("gtsrb", "pets", "pets-binary"):
+        if name == "gtsrb":
+            train, test, names = gtsrb_samples(data_dir, download=download)
+        else:
+            target = "breed" if name == "pets" else "binary-category"
+            train, test, names = oxford_pet_samples(data_dir, target=target, download=download)
+        default = config.TARGET_SIGNS if name == "gtsrb" else None
+        train, chosen = _choose(train, names, classes, default)
+        test, _ = _choose(test, names, classes, default)
+        split = split_samples(train, chosen, val_fraction=val_fraction, test_fraction=0.0, **options)
+        split.test = test
+        return split
+    if Path(name).is_dir():
+        return _folder_dataset(Path(name), classes, val_fraction, test_fraction, options, verbose)
+    raise ValueError(f"Unknown data set {str(name)!r}: use one of {', '.join(DATASETS)}, "
+                     "or the path of an existing folder of images.")
+
+
+def _choose(samples: list[Sample], names: list[str], wanted, default: Sequence[str] | None):
+    """Apply the ``classes`` argument of :func:`load_dataset`."""
+    from course_utils.splits import select_classes
+
+    if wanted is None:
+        wanted = default
+    if wanted is None or (isinstance(wanted, str) and wanted == "all"):
+        return samples, list(names)
+    if isinstance(wanted, str):
+        wanted = [wanted]
+    return select_classes(samples, names, list(wanted))
+
+
+def _folder_dataset(root: Path, classes, val_fraction: float, test_fraction: float, options: dict,
+                    verbose: bool):
+    """Split a user folder: class sub-folders, or train/val/test sub-folders of class sub-folders."""
+    from course_utils.splits import Split, split_samples
+
+    parts = find_split_folders(root)
+    try:
+        if parts is None:
+            samples, names = scan_image_folder(root, verbose=verbose)
+            samples, names = _choose(samples, names, classes, None)
+            return split_samples(samples, names, val_fraction=val_fraction, test_fraction=test_fraction,
+                                 **options)
+        train, names, skipped, empty, total = _scan(parts["train"], None, True)
+        given: dict[str, list[Sample]] = {}
+        for part in ("val", "test"):
+            folder = parts.get(part)
+            if folder is None:
+                continue
+            found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not _is_hidden(p.name))
+            if not found:
+                if verbose:
+                    print(f"ℹ️ {folder} has no class folders, so it holds unlabeled images (predict them with "
+                          f"list_unlabeled_images); {part} is carved from {parts['train']} instead.")
+                continue
+            strangers = [name for name in found if name not in names]
+            if strangers:
+                raise DatasetError(f"{folder} has class folder(s) {', '.join(strangers)} that "
+                                   f"{parts['train']} lacks: every class needs training images; "
+                                   "add them to train or remove those folders.")
+            part_samples, kept, part_skipped, part_empty, part_total = _scan(folder, found, True)
+            given[part] = [Sample(s.path, names.index(kept[s.label]), s.group) for s in part_samples]
+            skipped, empty, total = skipped + part_skipped, empty + part_empty, total + part_total
+        if verbose:
+            _report_skipped(root, skipped, total, empty)
+        _require_two_classes(parts["train"], names)
+        train, chosen = _choose(train, names, classes, None)
+        given = {part: _choose(samples, names, classes, None)[0] for part, samples in given.items()}
+        for part, samples in given.items():
+            if not samples:
+                raise DatasetError(f"The {part} folder {parts[part]} holds no images of the chosen classes: "
+                                   "add images there, or delete the folder to carve it from train.")
+        if "val" in given and "test" in given:
+            return Split(chosen, train, given["val"], given["test"])
+        if "val" in given:  # carve only a test part from train
+            carved = split_samples(train, chosen, val_fraction=test_fraction, test_fraction=0.0, **options)
+            return Split(chosen, carved.train, given["val"], carved.val)
+        carved = split_samples(train, chosen, val_fraction=val_fraction,
+                               test_fraction=0.0 if "test" in given else test_fraction, **options)
+        return Split(chosen, carved.train, carved.val, given.get("test", carved.test))
+    except DatasetError as error:
+        if str(root) in str(error):
+            raise
+        message = str(error)
+        raise DatasetError(f"In {root}: {message[0].lower()}{message[1:]}") from None

@@ -1,0 +1,562 @@
+"""Plots for the lessons: data exploration, training curves, evaluation and the unknown class.
+
+Every function draws one figure with matplotlib (and seaborn's style helpers) and **returns the
+``matplotlib.figure.Figure``**; nothing calls ``plt.show()``. In a notebook the figure appears at the
+end of the cell; assign the result (``figure = plot_history(history)``) or end the line with ``;`` so
+that it is not shown twice, and call ``plt.close(figure)`` when you draw many figures in a loop.
+
+Images can be given as file paths, PIL images, ``H x W x C`` arrays, or a normalised tensor batch
+(``N x C x H x W``, as a data loader yields it): pass the backbone's ``mean`` and ``std`` and the
+normalisation is undone before drawing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+from PIL import Image
+
+CORRECT_COLOR = "tab:green"
+MISTAKE_COLOR = "tab:red"
+MANY_CLASSES = 12  # above this many classes, plots switch to a compact layout
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def _to_numpy(values: Any) -> np.ndarray:
+    """A numpy array from a list, an array or a (GPU) tensor."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def _open_rgb(path: str | os.PathLike[str]) -> Image.Image:
+    """Open an image file as RGB, with the package's robust loader when it is available."""
+    try:
+        from course_utils.datasets import load_rgb
+    except ImportError:  # the data module is optional for plotting
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    return load_rgb(path)
+
+
+def _display_array(image: Any, mean: Sequence[float] | None = None,
+                   std: Sequence[float] | None = None) -> np.ndarray:
+    """An ``H x W x C`` (or ``H x W``) array ready for ``imshow``, normalisation undone, floats in [0, 1]."""
+    if hasattr(image, "path") and not isinstance(image, (str, os.PathLike)):  # a Sample
+        image = image.path
+    if isinstance(image, (str, os.PathLike)):
+        image = _open_rgb(image)
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    array = _to_numpy(image)
+    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3, 4):
+        array = array.transpose(1, 2, 0)  # channels first (a tensor) -> channels last
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.uint8)
+    array = array.astype(np.float32)
+    if mean is not None and std is not None:
+        array = array * np.asarray(std, dtype=np.float32) + np.asarray(mean, dtype=np.float32)
+    return np.clip(array, 0.0, 1.0)
+
+
+def _image_list(images: Any) -> list[Any]:
+    """Split a batch (array or tensor with 4 dimensions) or a sequence into single images."""
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        return [images]
+    if hasattr(images, "ndim") and images.ndim == 4:
+        return [images[index] for index in range(images.shape[0])]
+    return list(images)
+
+
+def _draw_grid(images: Any, titles: Sequence[str] | None, colors: Sequence[str] | None, *, columns: int,
+               mean: Sequence[float] | None, std: Sequence[float] | None,
+               figsize: tuple[float, float] | None) -> Figure:
+    pictures = _image_list(images)
+    if not pictures:
+        raise ValueError("There are no images to show; pass at least one image.")
+    if titles is not None and len(titles) != len(pictures):
+        raise ValueError(f"Got {len(pictures)} images but {len(titles)} titles; pass one title per image.")
+    columns = max(1, min(columns, len(pictures)))
+    rows = math.ceil(len(pictures) / columns)
+    figure, axes = plt.subplots(rows, columns, squeeze=False,
+                                figsize=figsize or (1.9 * columns, 2.0 * rows + 0.3))
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index >= len(pictures):
+            continue
+        array = _display_array(pictures[index], mean, std)
+        ax.imshow(array, cmap="gray" if array.ndim == 2 else None)
+        if titles is not None:
+            ax.set_title(titles[index], fontsize=9, **({"color": colors[index]} if colors else {}))
+    figure.tight_layout()
+    return figure
+
+
+def _class_name(label: Any, classes: Sequence[str] | None) -> str:
+    if classes is not None and isinstance(label, (int, np.integer)):
+        return str(classes[int(label)])
+    return str(label)
+
+
+# ------------------------------------------------------------------------------------ exploration
+def plot_image_grid(images: Any, titles: Sequence[str] | None = None, *, columns: int = 8,
+                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                    figsize: tuple[float, float] | None = None) -> Figure:
+    """Show images in a grid, optionally with one title each, and return the figure.
+
+    ``images`` may be file paths, PIL images, ``H x W x C`` arrays, or a normalised ``N x C x H x W``
+    tensor batch; for a normalised batch pass the ``mean`` and ``std`` used by the transform.
+    """
+    return _draw_grid(images, titles, None, columns=columns, mean=mean, std=std, figsize=figsize)
+
+
+def _counts_series(counts: Any, classes: Sequence[str] | None) -> pd.Series | pd.DataFrame:
+    if isinstance(counts, pd.DataFrame):
+        return counts
+    if isinstance(counts, Mapping | pd.Series):
+        series = pd.Series(counts, dtype="int64")
+    else:  # a list of labels, one per image
+        tally = Counter(_class_name(label, classes) for label in _to_numpy(counts).tolist())
+        series = pd.Series(tally, dtype="int64")
+    if classes is not None:
+        series = series.reindex([str(name) for name in classes], fill_value=0)
+    return series
+
+
+def plot_class_counts(counts: Any, classes: Sequence[str] | None = None, *,
+                      title: str = "Images per class") -> Figure:
+    """Bar chart of images per class, largest first, with the count written on each bar.
+
+    ``counts`` is a mapping or Series (class -> count), a list of labels (ints with ``classes``, or
+    names), or a DataFrame such as ``Split.summary()`` (one stacked bar part per column). With many
+    classes (more than 12, e.g. GTSRB's 43) the bars are horizontal so that every name stays readable.
+    """
+    table = _counts_series(counts, classes)
+    totals = table.sum(axis=1) if isinstance(table, pd.DataFrame) else table
+    order = totals.sort_values(ascending=False).index
+    table = table.loc[order]
+    horizontal = len(table) > MANY_CLASSES
+    size = (7, 0.25 * len(table) + 1.5) if horizontal else (max(5, 0.7 * len(table) + 2), 4)
+    figure, ax = plt.subplots(figsize=size)
+    parts = table if isinstance(table, pd.DataFrame) else table.to_frame("images")
+    names = [str(name) for name in parts.index]
+    start = np.zeros(len(parts))
+    for column in parts.columns:
+        values = parts[column].to_numpy()
+        if horizontal:
+            container = ax.barh(names, values, left=start, label=str(column))
+        else:
+            container = ax.bar(names, values, bottom=start, label=str(column))
+        start = start + values
+    ax.bar_label(container, labels=[f"{total:d}" for total in totals.loc[order]], padding=2, fontsize=8)
+    if horizontal:
+        ax.invert_yaxis()  # largest on top
+        ax.set_xlabel("images")
+        ax.tick_params(axis="y", labelsize=8)
+    else:
+        ax.set_ylabel("images")
+        ax.tick_params(axis="x", rotation=30 if len(parts) > 5 else 0)
+    if parts.shape[1] > 1:
+        ax.legend(title="split")
+    ax.set_title(title)
+    if horizontal:
+        ax.margins(x=0.1)
+    else:
+        ax.margins(y=0.1)
+    figure.tight_layout()
+    return figure
+
+
+def plot_image_sizes(sizes: Any, *, title: str = "Image sizes") -> Figure:
+    """Scatter of image width against height with a histogram of each, and dashed median lines.
+
+    ``sizes`` is a sequence of ``(width, height)`` pairs, a DataFrame with ``width`` and ``height``
+    columns, or a list of image paths (only the file headers are read).
+    """
+    if isinstance(sizes, pd.DataFrame):
+        table = sizes[["width", "height"]]
+    else:
+        pairs = []
+        for item in sizes:
+            if hasattr(item, "path") and not isinstance(item, (str, os.PathLike)):
+                item = item.path
+            if isinstance(item, (str, os.PathLike)):
+                with Image.open(item) as image:
+                    item = image.size
+            pairs.append(tuple(item))
+        table = pd.DataFrame(pairs, columns=["width", "height"])
+    if table.empty:
+        raise ValueError("There are no image sizes to plot.")
+    grid = sns.JointGrid(data=table, x="width", y="height", height=5)
+    grid.plot_joint(sns.scatterplot, s=12, alpha=0.5)
+    grid.plot_marginals(sns.histplot, bins=30)
+    median_width, median_height = table["width"].median(), table["height"].median()
+    for line in (grid.ax_joint.axvline, grid.ax_marg_x.axvline):
+        line(median_width, color="black", linestyle="--", linewidth=1)
+    for line in (grid.ax_joint.axhline, grid.ax_marg_y.axhline):
+        line(median_height, color="black", linestyle="--", linewidth=1)
+    grid.ax_joint.set_xlabel(f"width in pixels (median {median_width:g})")
+    grid.ax_joint.set_ylabel(f"height in pixels (median {median_height:g})")
+    grid.figure.suptitle(f"{title} ({len(table)} images)")
+    grid.figure.tight_layout()
+    return grid.figure
+
+
+def plot_augmentations(image: Any, transform: Callable[[Image.Image], Any], *, count: int = 8,
+                       mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                       columns: int = 5) -> Figure:
+    """Show one image next to ``count`` randomly augmented versions of it (``transform`` applied anew).
+
+    Pass the ``mean`` and ``std`` of the transform's ``Normalize`` so the colours look right.
+    """
+    original = image if isinstance(image, Image.Image) else _open_rgb(image)
+    pictures = [np.asarray(original.convert("RGB"))]
+    pictures += [_display_array(transform(original), mean, std) for _ in range(count)]
+    titles = ["original"] + [f"augmented {number}" for number in range(1, count + 1)]
+    return _draw_grid(pictures, titles, None, columns=columns, mean=None, std=None, figsize=None)
+
+
+# ---------------------------------------------------------------------------------------- training
+def plot_history(history: pd.DataFrame | Mapping[str, pd.DataFrame], *,
+                 title: str | None = None) -> Figure:
+    """Loss and accuracy per epoch, train (dashed) against validation (solid), best epoch marked.
+
+    ``history`` is the table ``fit`` returns (columns ``epoch``, ``train_loss``, ``val_loss``,
+    ``train_accuracy``, ``val_accuracy``), or a dict of them (e.g. ``{"feature extraction": h1,
+    "fine-tuning": h2}``) to compare runs. The star marks the epoch with the best validation accuracy,
+    the weights ``fit`` keeps.
+    """
+    runs = dict(history) if isinstance(history, Mapping) else {"": history}
+    figure, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for number, (name, table) in enumerate(runs.items()):
+        color = f"C{number}"
+        epochs = table["epoch"] if "epoch" in table else pd.Series(range(1, len(table) + 1))
+        prefix = f"{name} " if name else ""
+        for ax, metric in ((loss_ax, "loss"), (accuracy_ax, "accuracy")):
+            for part, style in (("train", "--"), ("val", "-")):
+                column = f"{part}_{metric}"
+                if column in table:
+                    label = f"{prefix}{'train' if part == 'train' else 'validation'}"
+                    ax.plot(epochs, table[column], style, marker="o", markersize=3,
+                            color=color if name else ("C0" if part == "train" else "C1"), label=label)
+        if "val_accuracy" in table and len(table):
+            best = int(np.nanargmax(table["val_accuracy"].to_numpy()))
+            best_epoch, best_accuracy = epochs.iloc[best], table["val_accuracy"].iloc[best]
+            for ax in (loss_ax, accuracy_ax):
+                ax.axvline(best_epoch, color=color if name else "gray", linestyle=":", linewidth=1)
+            accuracy_ax.plot([best_epoch], [best_accuracy], "*", markersize=14,
+                             color=color if name else "C1",
+                             label=f"{prefix}best epoch {best_epoch} ({best_accuracy:.1%})")
+    for ax, metric in ((loss_ax, "loss"), (accuracy_ax, "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(metric.capitalize())
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    accuracy_ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+# -------------------------------------------------------------------------------------- evaluation
+def plot_confusion_matrix(targets: Any, predicted: Any, classes: Sequence[str], *,
+                          normalize: str | None = "row", title: str | None = None) -> Figure:
+    """Confusion matrix: rows are true classes, columns predicted ones, each cell a count.
+
+    With ``normalize="row"`` (default) colours show the share of each true class and cells read
+    ``"12\\n80%"`` (count and row percentage; the diagonal percentages are the recalls). With
+    ``normalize=None`` colours and texts are counts. With many classes (e.g. 43) the figure grows,
+    fonts shrink, and only non-zero cells are annotated, with counts only.
+    """
+    from sklearn.metrics import confusion_matrix
+
+    if normalize not in ("row", None):
+        raise ValueError(f"normalize must be 'row' or None, not {normalize!r}.")
+    count = len(classes)
+    matrix = confusion_matrix(_to_numpy(targets), _to_numpy(predicted), labels=list(range(count)))
+    row_totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, row_totals, out=np.zeros(matrix.shape), where=row_totals > 0)
+    many = count > MANY_CLASSES
+    texts = np.empty(matrix.shape, dtype=object)
+    for (row, column), value in np.ndenumerate(matrix):
+        if many:
+            texts[row, column] = str(value) if value else ""
+        elif normalize == "row":
+            texts[row, column] = f"{value}\n{shares[row, column]:.0%}"
+        else:
+            texts[row, column] = str(value)
+    side = max(5.0, 0.3 * count + 2.5)
+    figure, ax = plt.subplots(figsize=(side + 1, side))
+    sns.heatmap(shares if normalize == "row" else matrix, annot=texts, fmt="", cmap="Blues", ax=ax,
+                vmin=0, vmax=1 if normalize == "row" else None, square=True,
+                xticklabels=list(classes), yticklabels=list(classes),
+                annot_kws={"fontsize": 6 if many else 10}, linewidths=0.5, linecolor="white",
+                cbar_kws={"label": "share of the true class" if normalize == "row" else "images",
+                          "shrink": 0.8})
+    ax.tick_params(axis="x", rotation=90 if many else 30, labelsize=7 if many else 10)
+    ax.tick_params(axis="y", rotation=0, labelsize=7 if many else 10)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    ax.set_title(title or f"Confusion matrix (accuracy {accuracy:.1%}, {matrix.sum()} images)")
+    figure.tight_layout()
+    return figure
+
+
+def _classification_report_frame(targets: Any, predicted: Any, classes: Sequence[str]) -> pd.DataFrame:
+    """Per-class precision, recall, F1 and support, then accuracy, macro and weighted averages."""
+    from sklearn.metrics import classification_report
+
+    targets, predicted = _to_numpy(targets), _to_numpy(predicted)
+    report = classification_report(targets, predicted, labels=list(range(len(classes))),
+                                   target_names=[str(name) for name in classes],
+                                   output_dict=True, zero_division=0)
+    columns = ["precision", "recall", "f1-score", "support"]
+    rows = {name: report[str(name)] for name in classes}
+    rows["accuracy"] = {"precision": np.nan, "recall": np.nan,
+                        "f1-score": float(np.mean(targets == predicted)) if len(targets) else 0.0,
+                        "support": len(targets)}
+    rows["macro avg"] = report["macro avg"]
+    rows["weighted avg"] = report["weighted avg"]
+    table = pd.DataFrame.from_dict(rows, orient="index")[columns]
+    table["support"] = table["support"].astype(int)
+    return table.rename(columns={"f1-score": "f1"})
+
+
+def plot_classification_report(targets: Any, predicted: Any, classes: Sequence[str], *,
+                               title: str = "Classification report") -> Figure:
+    """The classification report as a table figure, cells coloured from red (poor) to green (good).
+
+    Columns: precision, recall, F1 and support (images of that class); rows: each class, then the
+    accuracy, the macro average (every class counts the same) and the weighted average (by support).
+    """
+    table = _classification_report_frame(targets, predicted, classes)
+    figure, ax = plt.subplots(figsize=(6.5, 0.3 * len(table) + 1.2))
+    ax.axis("off")
+    cell_text = [[("" if np.isnan(value) else f"{value:.2f}") for value in row[:3]] + [f"{int(row[3])}"]
+                 for row in table.to_numpy()]
+    colormap = plt.get_cmap("RdYlGn")
+    colours = [[(colormap(value) if not np.isnan(value) else "white") for value in row[:3]] + ["white"]
+               for row in table.to_numpy()]
+    drawn = ax.table(cellText=cell_text, rowLabels=list(table.index), colLabels=list(table.columns),
+                     cellColours=colours, loc="center", cellLoc="center")
+    drawn.auto_set_font_size(False)
+    drawn.set_fontsize(9)
+    for (row, _), cell in drawn.get_celld().items():
+        cell.set_alpha(0.8)
+        if row > len(classes):  # accuracy and the averages
+            cell.get_text().set_fontweight("bold")
+    ax.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def _confidences(probabilities: Any, predicted: np.ndarray) -> np.ndarray | None:
+    if probabilities is None:
+        return None
+    values = _to_numpy(probabilities).astype(float)
+    return values[np.arange(len(predicted)), predicted] if values.ndim == 2 else values
+
+
+def plot_predictions(images: Any, targets: Any, predicted: Any, classes: Sequence[str], *,
+                     probabilities: Any = None, mean: Sequence[float] | None = None,
+                     std: Sequence[float] | None = None, columns: int = 6) -> Figure:
+    """Images titled ``"true / predicted (confidence)"``: green when right, red when wrong.
+
+    ``probabilities`` is optional: an ``N x classes`` array (the predicted class's probability is shown)
+    or one confidence per image.
+    """
+    targets, predicted = _to_numpy(targets).astype(int), _to_numpy(predicted).astype(int)
+    confidences = _confidences(probabilities, predicted)
+    titles, colors = [], []
+    for index, (truth, guess) in enumerate(zip(targets, predicted, strict=True)):
+        text = f"{classes[truth]} / {classes[guess]}"
+        if confidences is not None:
+            text += f" ({confidences[index]:.0%})"
+        if len(text) > 24:
+            text = text.replace(" / ", " /\n", 1)
+        titles.append(text)
+        colors.append(CORRECT_COLOR if truth == guess else MISTAKE_COLOR)
+    figure = _draw_grid(images, titles, colors, columns=columns, mean=mean, std=std, figsize=None)
+    figure.suptitle("true / predicted" + (" (confidence)" if confidences is not None else "")
+                    + f"; {np.sum(targets != predicted)} of {len(targets)} wrong, in red", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def plot_misclassified(images: Any, targets: Any, predicted: Any, classes: Sequence[str], *,
+                       probabilities: Any = None, mean: Sequence[float] | None = None,
+                       std: Sequence[float] | None = None, columns: int = 6,
+                       max_images: int = 12) -> Figure:
+    """Only the mistakes (most confident first when ``probabilities`` are given), at most ``max_images``.
+
+    When there is no mistake the figure says so in words instead of staying empty.
+    """
+    targets, predicted = _to_numpy(targets).astype(int), _to_numpy(predicted).astype(int)
+    wrong = np.flatnonzero(targets != predicted)
+    if len(wrong) == 0:
+        figure, ax = plt.subplots(figsize=(5, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"No mistakes: all {len(targets)} images were classified correctly.",
+                ha="center", va="center", color=CORRECT_COLOR)
+        return figure
+    confidences = _confidences(probabilities, predicted)
+    if confidences is not None:
+        wrong = wrong[np.argsort(-confidences[wrong], kind="stable")]
+    wrong = wrong[:max_images]
+    pictures = _image_list(images)
+    figure = plot_predictions([pictures[index] for index in wrong], targets[wrong], predicted[wrong],
+                              classes, probabilities=None if confidences is None else confidences[wrong],
+                              mean=mean, std=std, columns=columns)
+    return figure
+
+
+def plot_class_confidence(probabilities: Mapping[str, float] | pd.Series, *, image: Any = None,
+                          title: str | None = None, mean: Sequence[float] | None = None,
+                          std: Sequence[float] | None = None) -> Figure:
+    """Horizontal bars of the model's probability for each class for one image; the top class highlighted.
+
+    ``probabilities`` maps class names to probabilities (``predict_image`` returns such a Series). Give
+    ``image`` to show the picture beside the bars.
+    """
+    series = pd.Series(probabilities, dtype=float).sort_values(ascending=False)
+    if series.empty:
+        raise ValueError("There are no class probabilities to plot.")
+    height = max(2.5, 0.3 * len(series) + 1)
+    if image is None:
+        figure, bar_ax = plt.subplots(figsize=(6, height))
+    else:
+        figure, (image_ax, bar_ax) = plt.subplots(1, 2, figsize=(10, height),
+                                                  gridspec_kw={"width_ratios": [1, 1.6]})
+        array = _display_array(image, mean, std)
+        image_ax.imshow(array, cmap="gray" if array.ndim == 2 else None)
+        image_ax.axis("off")
+    colors = ["tab:orange"] + ["tab:gray"] * (len(series) - 1)
+    bars = bar_ax.barh([str(name) for name in series.index], series.to_numpy(), color=colors)
+    bar_ax.bar_label(bars, labels=[f"{value:.1%}" for value in series], padding=3, fontsize=8)
+    bar_ax.invert_yaxis()
+    bar_ax.set_xlim(0, 1.15)
+    bar_ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    bar_ax.set_xlabel("probability")
+    bar_ax.set_title(title or f"Prediction: {series.index[0]} ({series.iloc[0]:.1%})")
+    figure.tight_layout()
+    return figure
+
+
+# ------------------------------------------------------------------------------ the unknown class
+def plot_score_histograms(known_scores: Any, unknown_scores: Any, *, threshold: float | None = None,
+                          bins: int = 30, score_name: str = "maximum softmax probability") -> Figure:
+    """Overlaid histograms of a confidence score for known and unknown images, with the threshold.
+
+    Higher scores mean "looks known". Each histogram shows shares of its own group, so groups of
+    different sizes compare fairly. Images scoring below ``threshold`` would be rejected as unknown.
+    """
+    known, unknown = _to_numpy(known_scores).astype(float), _to_numpy(unknown_scores).astype(float)
+    figure, ax = plt.subplots(figsize=(7, 4))
+    edges = np.histogram_bin_edges(np.concatenate([known, unknown]), bins=bins)
+    for scores, name, color in ((known, "known", "tab:blue"), (unknown, "unknown", "tab:red")):
+        ax.hist(scores, bins=edges, weights=np.full(len(scores), 1 / max(len(scores), 1)),
+                alpha=0.5, color=color, label=f"{name} ({len(scores)} images)")
+    if threshold is not None:
+        kept, rejected = np.mean(known >= threshold), np.mean(unknown < threshold)
+        ax.axvline(threshold, color="black", linestyle="--",
+                   label=f"threshold {threshold:.2f}: keeps {kept:.0%} of known, rejects {rejected:.0%} "
+                         "of unknown")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel(score_name)
+    ax.set_ylabel("share of the group's images")
+    ax.set_title(f"{score_name.capitalize()}: known vs unknown")
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def plot_roc_curve(known_scores: Any, unknown_scores: Any = None, *, title: str | None = None) -> Figure:
+    """ROC curve of telling known from unknown images by a score, with the AUROC in the legend.
+
+    Pass ``known_scores, unknown_scores`` for one method, or a dict ``{method: (known, unknown)}`` as the
+    first argument to compare several. AUROC 1.0 separates perfectly; 0.5 (the diagonal) is chance.
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    if isinstance(known_scores, Mapping):
+        methods = dict(known_scores)
+    else:
+        methods = {"": (known_scores, unknown_scores)}
+    figure, ax = plt.subplots(figsize=(5.5, 5))
+    for name, (known, unknown) in methods.items():
+        known, unknown = _to_numpy(known).astype(float), _to_numpy(unknown).astype(float)
+        is_known = np.concatenate([np.ones(len(known)), np.zeros(len(unknown))])
+        scores = np.concatenate([known, unknown])
+        false_rate, true_rate, _ = roc_curve(is_known, scores)
+        area = roc_auc_score(is_known, scores)
+        ax.plot(false_rate, true_rate, linewidth=2,
+                label=f"{name} (AUROC = {area:.2f})" if name else f"AUROC = {area:.2f}")
+    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", label="chance (AUROC = 0.50)")
+    ax.set_xlabel("unknown images accepted (false positive rate)")
+    ax.set_ylabel("known images accepted (true positive rate)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_title(title or "ROC: known vs unknown")
+    ax.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+# ------------------------------------------------------------------------------------- comparison
+def _metric_label(metric: str, value: float) -> str:
+    if "accuracy" in metric:
+        return f"{value:.1%}"
+    if "param" in metric:
+        return f"{value / 1e6:.2f}M" if value >= 1e5 else f"{value:,.0f}"
+    if "second" in metric:
+        return f"{value:.1f} s"
+    return f"{value:.3g}"
+
+
+def plot_comparison(results: pd.DataFrame | Mapping[str, Mapping[str, float]], *,
+                    metrics: Sequence[str] | None = None, title: str = "Comparison") -> Figure:
+    """One bar chart per metric comparing approaches (e.g. accuracy, seconds, trainable parameters).
+
+    ``results`` is a DataFrame with one row per approach (index, or an ``approach`` column) or a dict
+    ``{approach: {metric: value}}``. Parameter counts spanning more than 100x use a log scale.
+    """
+    table = pd.DataFrame.from_dict(results, orient="index") if isinstance(results, Mapping) else results
+    if "approach" in table.columns:
+        table = table.set_index("approach")
+    metrics = list(metrics or table.select_dtypes("number").columns)
+    if not metrics:
+        raise ValueError("There is no numeric column to compare.")
+    figure, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics, strict=True):
+        values = table[metric].astype(float)
+        bars = ax.bar([str(name) for name in table.index], values,
+                      color=[f"C{number}" for number in range(len(table))])
+        ax.bar_label(bars, labels=[_metric_label(metric, value) for value in values], fontsize=8)
+        if "param" in metric and values.min() > 0 and values.max() / values.min() > 100:
+            ax.set_yscale("log")
+        elif "accuracy" in metric:
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        else:
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.margins(y=0.15)
+        ax.set_title(metric.replace("_", " "))
+        ax.tick_params(axis="x", rotation=20 if len(table) > 2 else 0)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,381 @@
+"""``course run``: execute lessons with papermill, one output folder each, and write a report.
+
+For every chosen lesson, in order, ``run_lessons`` executes ``solutions/<lesson>.ipynb`` into
+``<output>/<lesson>/<lesson>.ipynb`` with the parameters ``PROFILE`` and ``OUTPUT_DIR`` set (plus the ones you
+give), exports it to HTML beside it, and reads the ``metrics.json`` the lesson writes there. A failing cell
+stops that lesson only (unless ``stop_on_failure``); one line names the lesson, the cell and the error.
+Finally ``<output>/report.md`` and ``<output>/report.html`` hold one row per lesson.
+
+Parameter names are checked against each notebook's ``parameters`` cell before anything runs (papermill
+alone would only warn), and values typed on the command line are converted to the type of the default.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import datetime
+import html
+import os
+import platform
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from course_utils import config
+from course_utils.files import write_text_atomic
+from course_utils.notebook_tools import Parameter, read_notebook, read_parameters
+from course_utils.reporting import METRICS_FILE, read_metrics
+
+#: Parameters that ``run_lessons`` sets itself (from ``profile`` and ``output_dir``).
+RESERVED_PARAMETERS = ("PROFILE", "OUTPUT_DIR")
+
+
+class LessonSelectionError(ValueError):
+    """A lesson name or a parameter that no chosen lesson knows."""
+
+
+@dataclass
+class LessonResult:
+    """What happened to one lesson: ``status`` is ``passed``, ``failed`` or ``skipped``."""
+
+    lesson: str
+    status: str
+    seconds: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    notebook: Path | None = None
+    html: Path | None = None
+
+
+# --------------------------------------------------------------------------------------------------------
+# Choosing lessons and parameters
+# --------------------------------------------------------------------------------------------------------
+
+
+def available_lessons(solutions_dir: str | Path = "solutions") -> list[str]:
+    """The lessons in ``solutions_dir``, sorted: notebooks ``NN_<topic>.ipynb`` or in ``config.LESSONS``."""
+    folder = Path(solutions_dir)
+    numbered = {path.stem for path in folder.glob("*.ipynb") if re.match(r"\d+_", path.name)}
+    listed = {lesson for lesson in config.LESSONS if (folder / f"{lesson}.ipynb").is_file()}
+    return sorted(numbered | listed)
+
+
+def resolve_lesson(name: str, lessons: Sequence[str]) -> str:
+    """Find a lesson by full name (``01_cnn_from_scratch``), number (``01`` or ``1``), topic or file path."""
+    name = Path(name).stem if name.endswith(".ipynb") else name
+    if name in lessons:
+        return name
+    def number(lesson: str) -> int | None:
+        prefix = lesson.split("_")[0]
+        return int(prefix) if prefix.isdigit() else None
+
+    matches = [lesson for lesson in lessons
+               if (name.isdigit() and number(lesson) == int(name)) or lesson.split("_", 1)[-1] == name]
+    if len(matches) == 1:
+        return matches[0]
+    choices = ", ".join(lessons) or "(none found)"
+    raise LessonSelectionError(f"Unknown lesson {name!r}: choose one of {choices}.")
+
+
+_TYPE_WORD = re.compile(r"\b(bool|int|float|str)\b")
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _declared_type(parameter: Parameter) -> type | None:
+    """The type a parameter expects: from its annotation, else from its default value, else ``None``."""
+    match = _TYPE_WORD.search(parameter.type) if parameter.type != "None" else None
+    if match:
+        return {"bool": bool, "int": int, "float": float, "str": str}[match.group(1)]
+    try:
+        default = ast.literal_eval(parameter.default)
+    except (ValueError, SyntaxError):
+        return None
+    return type(default) if isinstance(default, (bool, int, float, str)) else None
+
+
+def convert_value(value: Any, parameter: Parameter) -> Any:
+    """Convert a value typed on the command line to the type of the parameter's default.
+
+    Non-strings pass unchanged. ``"None"`` gives ``None``. Booleans accept true/false, yes/no, on/off, 1/0.
+    Parameters whose default is ``None`` get the Python literal the text spells (``3`` -> 3), else the text.
+    """
+    if not isinstance(value, str):
+        return value
+    if value == "None":
+        return None
+    expected = _declared_type(parameter)
+    text = value.strip()
+    if expected is bool and text.lower() in _TRUE | _FALSE:
+        return text.lower() in _TRUE
+    if expected is str:
+        return value
+    if expected in (int, float):
+        try:
+            return expected(text)
+        except ValueError:
+            pass
+    elif expected is None:
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return value
+    raise ValueError(f"Parameter {parameter.name} expects {expected.__name__} (default {parameter.default}), "
+                     f"got {value!r}.")
+
+
+def lesson_parameters(lessons: Sequence[str], parameters: dict[str, Any],
+                      solutions_dir: Path) -> dict[str, dict[str, Any]]:
+    """Match ``parameters`` to each lesson's ``parameters`` cell; the converted values per lesson.
+
+    A name is matched case-insensitively and passed to every lesson that declares it. A name that no chosen
+    lesson declares, or a reserved one, raises :class:`LessonSelectionError` listing the valid names.
+    """
+    declared = {lesson: {p.name: p for p in read_parameters(solutions_dir / f"{lesson}.ipynb")}
+                for lesson in lessons}
+    valid = sorted({name for names in declared.values() for name in names} - set(RESERVED_PARAMETERS))
+    per_lesson: dict[str, dict[str, Any]] = {lesson: {} for lesson in lessons}
+    for name, value in parameters.items():
+        if name.upper() in RESERVED_PARAMETERS:
+            option = "--profile" if name.upper() == "PROFILE" else "--output"
+            raise LessonSelectionError(f"Parameter {name} is set by course run itself; use {option}.")
+        used = False
+        for lesson, known in declared.items():
+            spelled = next((key for key in known if key.upper() == name.upper()), None)
+            if spelled is not None:
+                per_lesson[lesson][spelled] = convert_value(value, known[spelled])
+                used = True
+        if not used:
+            raise LessonSelectionError(f"Unknown parameter {name!r} for {', '.join(lessons)}: valid names "
+                                       f"are {', '.join(valid) or '(none)'}.")
+    return per_lesson
+
+
+# --------------------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _environment(**values: str | None) -> Iterator[None]:
+    """Set environment variables (the kernel inherits them) for the duration of a block."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is not None:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _kernel_name(notebook: Path, kernel_name: str | None) -> str:
+    """The kernel: the one asked for, else the notebook's if installed, else ``python3`` (this Python)."""
+    if kernel_name:
+        return kernel_name
+    from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager
+
+    wanted = read_notebook(notebook).metadata.get("kernelspec", {}).get("name")
+    if wanted and wanted in KernelSpecManager().find_kernel_specs():
+        return wanted
+    return NATIVE_KERNEL_NAME
+
+
+def _failure_line(lesson: str, error: BaseException, executed: Path) -> str:
+    """One line naming the lesson, the failing cell (as numbered in the solution notebook) and the error."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if not isinstance(error, PapermillExecutionError):
+        first = (str(error).strip().splitlines() or [""])[0]
+        return f"{lesson}: {type(error).__name__}: {first}"
+    index = error.cell_index
+    with contextlib.suppress(Exception):  # number the cell as in the solution notebook
+        added = {"injected-parameters", "papermill-error-cell-tag"}  # cells papermill put in
+        cells = [cell for cell in read_notebook(executed).cells
+                 if not added & set(cell.metadata.get("tags", []))]
+        index = next(i for i, cell in enumerate(cells) if cell.cell_type == "code"
+                     and cell.source == error.source and cell.execution_count == error.exec_count)
+    first_line = next((line.strip() for line in (error.source or "").splitlines() if line.strip()), "")
+    evalue = (error.evalue or "").strip().splitlines()[0] if error.evalue else ""
+    return (f"{lesson}: cell {index} (In [{error.exec_count}]: {first_line[:60]}) failed: "
+            f"{error.ename}: {evalue}")
+
+
+def export_html(notebook: Path) -> Path | None:
+    """Write ``<notebook>.html`` beside an executed notebook (nbconvert); ``None`` without nbconvert."""
+    try:
+        from nbconvert import HTMLExporter
+    except ImportError:
+        return None
+    body, _ = HTMLExporter().from_notebook_node(read_notebook(notebook))
+    return write_text_atomic(notebook.with_suffix(".html"), body)
+
+
+def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], output_dir: Path,
+               solutions_dir: Path, kernel_name: str | None = None, progress: bool = True) -> LessonResult:
+    """Execute one lesson into ``output_dir/<lesson>/`` and return its result (failures are returned)."""
+    import papermill
+
+    folder = (output_dir / lesson).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / METRICS_FILE).unlink(missing_ok=True)  # a failed run must not report last run's numbers
+    source = solutions_dir / f"{lesson}.ipynb"
+    executed = folder / f"{lesson}.ipynb"
+    values = dict(parameters, OUTPUT_DIR=str(folder))
+    if profile is not None:
+        values["PROFILE"] = profile
+    running = folder / f".{lesson}.running.ipynb"  # renamed when done: the folder never holds half a notebook
+    start = time.perf_counter()
+    error: str | None = None
+    try:
+        with _environment(COURSE_PROFILE=profile, COURSE_OUTPUT_DIR=str(output_dir.resolve())):
+            papermill.execute_notebook(
+                str(source), str(running), parameters=values, kernel_name=_kernel_name(source, kernel_name),
+                progress_bar=progress, cwd=str(solutions_dir.resolve()), log_output=False,
+            )
+    except Exception as failure:  # any failure is reported; the other lessons go on
+        error = _failure_line(lesson, failure, running)
+    if running.is_file() and running.stat().st_size:
+        os.replace(running, executed)
+    else:
+        running.unlink(missing_ok=True)
+        executed.unlink(missing_ok=True)
+    seconds = time.perf_counter() - start
+    page = None
+    if executed.is_file():
+        with contextlib.suppress(Exception):  # a report without the HTML copy is still a report
+            page = export_html(executed)
+    return LessonResult(lesson, "failed" if error else "passed", seconds, read_metrics(folder), error,
+                        executed if executed.is_file() else None, page)
+
+
+def run_lessons(lessons: Sequence[str] | None = None, *, profile: str | None, parameters: dict[str, Any],
+                output_dir: str | Path, solutions_dir: str | Path = Path("solutions"),
+                stop_on_failure: bool = False, kernel_name: str | None = None,
+                progress: bool = True) -> list[LessonResult]:
+    """Execute lessons in order (all by default) with papermill and write the report; return the results.
+
+    ``lessons`` accepts names like ``01``, ``1`` or ``01_cnn_from_scratch``. ``parameters`` maps notebook
+    parameter names to values; strings are converted to each parameter's type. Unknown lessons or parameter
+    names raise :class:`LessonSelectionError` before anything runs.
+    """
+    solutions_dir, output_dir = Path(solutions_dir), Path(output_dir)
+    known = available_lessons(solutions_dir)
+    chosen = [resolve_lesson(name, known) for name in lessons] if lessons else known
+    if not chosen:
+        raise LessonSelectionError(f"No lesson notebooks in {solutions_dir}.")
+    if profile is not None and profile not in config.PROFILES:
+        choices = ", ".join(config.PROFILES)
+        raise LessonSelectionError(f"Unknown profile {profile!r}: choose one of {choices}.")
+    values = lesson_parameters(chosen, parameters, solutions_dir)
+
+    results: list[LessonResult] = []
+    for number, lesson in enumerate(chosen, start=1):
+        if stop_on_failure and any(result.status == "failed" for result in results):
+            results.append(LessonResult(lesson, "skipped", error="not run: an earlier lesson failed"))
+            continue
+        if progress:
+            print(f"[{number}/{len(chosen)}] {lesson}: running (profile {profile or 'auto'}) ...", flush=True)
+        result = run_lesson(lesson, profile=profile, parameters=values[lesson], output_dir=output_dir,
+                            solutions_dir=solutions_dir, kernel_name=kernel_name, progress=progress)
+        results.append(result)
+        if progress:
+            print(result.error if result.error else f"[{number}/{len(chosen)}] {lesson}: passed in "
+                  f"{_duration(result.seconds)}", flush=True)
+    write_report(results, output_dir, profile=profile, parameters=parameters)
+    return results
+
+
+# --------------------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{seconds:.1f} s"
+
+
+def key_metrics(metrics: dict[str, Any]) -> str:
+    """The numbers worth a report column: accuracies, AUROC and seconds, e.g. ``test_accuracy 91.2%``."""
+    shown = []
+    for key, value in metrics.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if key.endswith("accuracy"):
+            shown.append(f"{key} {value:.1%}")
+        elif key.endswith("auroc"):
+            shown.append(f"{key} {value:.3f}")
+        elif key.endswith("seconds"):
+            shown.append(f"{key} {value:.0f}")
+    return ", ".join(shown)
+
+
+REPORT_COLUMNS = ("Lesson", "Status", "Profile", "Data set", "Backbone", "Key metrics", "Wall time")
+
+
+def report_rows(results: Sequence[LessonResult], profile: str | None) -> list[tuple[str, ...]]:
+    """One tuple per lesson, in the order of :data:`REPORT_COLUMNS`."""
+    return [
+        (r.lesson, r.status, str(r.metrics.get("profile", profile or "auto")),
+         str(r.metrics.get("dataset", "")), str(r.metrics.get("arch", "")), key_metrics(r.metrics),
+         _duration(r.seconds) if r.seconds else "")
+        for r in results
+    ]
+
+
+def write_report(results: Sequence[LessonResult], output_dir: str | Path, *, profile: str | None,
+                 parameters: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` (one row per lesson, then the failures) to ``output_dir``."""
+    output_dir = Path(output_dir)
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    settings = ", ".join(f"{name}={value!r}" for name, value in parameters.items()) or "none"
+    title = f"Course run, {when}"
+    intro = (f"Profile {profile or 'auto'}; parameters: {settings}; Python {platform.python_version()} on "
+             f"{platform.node() or 'this machine'}.")
+    rows = report_rows(results, profile)
+    failures = [r for r in results if r.error]
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = [f"# {title}", "", intro, "", "| " + " | ".join(REPORT_COLUMNS) + " |",
+             "|" + "---|" * len(REPORT_COLUMNS)]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    if failures:
+        lines += ["", "## Problems", ""] + [f"- {r.error}" for r in failures]
+    lines += ["", "Executed notebooks: `<lesson>/<lesson>.ipynb` (HTML beside them)."]
+    markdown = write_text_atomic(output_dir / "report.md", "\n".join(lines) + "\n")
+
+    def link(result: LessonResult) -> str:
+        if result.html is None:
+            return html.escape(result.lesson)
+        return f'<a href="{html.escape(result.html.relative_to(output_dir.resolve()).as_posix())}">' \
+               f"{html.escape(result.lesson)}</a>"
+
+    body = "".join(
+        f'<tr class="{html.escape(r.status)}"><td>{link(r)}</td>'
+        + "".join(f"<td>{html.escape(value)}</td>" for value in row[1:]) + "</tr>\n"
+        for r, row in zip(results, rows, strict=True)
+    )
+    problems = "".join(f"<li>{html.escape(r.error or '')}</li>" for r in failures)
+    page = (
+        f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>\n"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.failed{background:#fdd}"
+        ".passed{background:#efe}.skipped{background:#eee}</style></head><body>\n"
+        f"<h1>{html.escape(title)}</h1>\n<p>{html.escape(intro)}</p>\n<table>\n<tr>"
+        + "".join(f"<th>{html.escape(name)}</th>" for name in REPORT_COLUMNS) + "</tr>\n"
+        + body + "</table>\n"
+        + (f"<h2>Problems</h2>\n<ul>{problems}</ul>\n" if problems else "")
+        + "</body></html>\n"
+    )
+    return markdown, write_text_atomic(output_dir / "report.html", page)

@@ -1,0 +1,42 @@
+"""Shared pytest fixtures: tiny, generic, never touching the network."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+
+def write_image(path: Path, size: tuple[int, int] = (8, 8), colour=(200, 30, 30), mode: str = "RGB") -> Path:
+    """Write a tiny one-colour image (format from the suffix) and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, colour).save(path)
+    return path
+
+
+@pytest.fixture
+def make_image_folder(tmp_path: Path) -> Callable[..., Path]:
+    """Factory for a folder of class sub-folders of tiny PNGs.
+
+    ``make_image_folder({"cat": 4, "dog": 6})`` writes ``cat/img_000.png``...; with ``frames_per_track=3``
+    the count means tracks and files are named GTSRB-style ``<track:05d>_<frame:05d>.png``.
+    """
+
+    def make(counts: dict[str, int], *, name: str = "images", frames_per_track: int | None = None,
+             size: tuple[int, int] = (8, 8)) -> Path:
+        root = tmp_path / name
+        for index, (class_name, count) in enumerate(counts.items()):
+            colour = ((60 * index) % 256, 255 - (40 * index) % 256, 128)
+            folder = root / class_name
+            folder.mkdir(parents=True, exist_ok=True)
+            for item in range(count):
+                if frames_per_track:
+                    for frame in range(frames_per_track):
+                        write_image(folder / f"{item:05d}_{frame:05d}.png", size, colour)
+                else:
+                    write_image(folder / f"img_{item:03d}.png", size, colour)
+        return root
+
+    return make

@@ -1,0 +1,265 @@
+"""Exercise markers, student versions, build/check, the set-up cell, badges and parameters."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from course_utils import config
+from course_utils.notebook_tools import (
+    MarkerError,
+    Parameter,
+    badges_markdown,
+    build,
+    check,
+    read_parameters,
+    setup_cell_source,
+    strip_solutions,
+    student_version,
+)
+
+PARAMETERS = (
+    "PROFILE = None  # full, offline or smoke\n"
+    "EPOCHS: int = 3  # passes over the training set\n"
+    'DATASET = "synthetic-signs"  # data set name\n'
+    "LEARNING_RATE = 1e-3\n"
+    "CLASSES = [\n    'stop',\n    'give_way',\n]  # classes to keep\n"
+)
+
+EXERCISES = (
+    "# Exercise 1: Same padding\n"
+    "def same_padding(kernel_size):\n"
+    "    if kernel_size % 2 == 0:\n"
+    "        ### BEGIN SOLUTION\n"
+    "        raise ValueError('odd kernels only')\n"
+    "        ### END SOLUTION\n"
+    "    ### BEGIN SOLUTION\n"
+    "    secret_padding = kernel_size // 2\n"
+    "    return secret_padding\n"
+    "    ### END SOLUTION\n"
+    "\n"
+    "# Exercise 2: Channels\n"
+    "### BEGIN SOLUTION\n"
+    "channels_secret = 3\n"
+    "### END SOLUTION\n"
+    "print(channels_secret)"
+)
+
+
+def lesson_notebook(*code: str) -> nbformat.NotebookNode:
+    """A small solution notebook: badges, set-up, parameters and the given code cells, with outputs."""
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                               "language": "python"}})
+    nb.cells = [
+        new_markdown_cell("old badges", metadata={"tags": ["badges"]}),
+        new_code_cell("print('old set-up')", metadata={"tags": ["setup"]}),
+        new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
+        new_markdown_cell("### Exercise 1\nWrite `same_padding`."),
+    ]
+    for number, source in enumerate(code, start=1):
+        timing = {"iopub.status.idle": "2024-01-01T00:00:00Z"}
+        cell = new_code_cell(source, execution_count=number, metadata={"execution": timing, "scrolled": True})
+        cell.outputs = [new_output("stream", name="stdout", text="hello\n")]
+        nb.cells.append(cell)
+    nb.metadata["papermill"] = {"duration": 1.0}
+    return nb
+
+
+def test_strip_solutions_keeps_indentation_and_replaces_every_region():
+    stripped = strip_solutions(EXERCISES, "Exercise 7: Padding")
+    lines = stripped.splitlines()
+    assert '        raise NotImplementedError("Exercise 7: Padding")' in lines
+    assert '    raise NotImplementedError("Exercise 7: Padding")' in lines
+    assert 'raise NotImplementedError("Exercise 7: Padding")' in lines
+    for hidden in ("secret_padding", "channels_secret = 3", "odd kernels only", "SOLUTION"):
+        assert hidden not in stripped
+    assert lines[-1] == "print(channels_secret)"  # code after the last region is kept, no newline added
+    compile(stripped, "<stub>", "exec")
+
+
+def test_student_version_numbers_exercises_and_names_them():
+    solution = lesson_notebook(EXERCISES,
+                               "# Exercise 3: Head\n### BEGIN SOLUTION\nhead = 1\n### END SOLUTION\n",
+                               "### BEGIN SOLUTION\nmore = 2\n### END SOLUTION\n")
+    student = student_version(solution)
+    sources = [cell.source for cell in student.cells]
+    assert sources[4].count('NotImplementedError("Exercise 1: Same padding")') == 2
+    assert 'NotImplementedError("Exercise 2: Channels")' in sources[4]
+    assert 'NotImplementedError("Exercise 3: Head")' in sources[5]
+    # a region in a later cell belongs to the latest exercise above it
+    assert sources[6] == '# YOUR CODE HERE\nraise NotImplementedError("Exercise 3: Head")\n'
+
+
+def test_student_version_clears_outputs_and_keeps_everything_else():
+    solution = lesson_notebook(EXERCISES, "x = 1")
+    original = json.loads(json.dumps(solution))
+    student = student_version(solution)
+    assert json.loads(json.dumps(solution)) == original  # the input is left alone
+    assert "papermill" not in student.metadata
+    assert student.metadata.kernelspec == solution.metadata.kernelspec
+    for before, after in zip(solution.cells, student.cells, strict=True):
+        assert after.id == before.id and after.cell_type == before.cell_type
+        if before.cell_type == "markdown":
+            assert after == before
+            continue
+        assert after.outputs == [] and after.execution_count is None
+        assert "execution" not in after.metadata
+        assert {k: v for k, v in after.metadata.items()} == {k: v for k, v in before.metadata.items()
+                                                             if k != "execution"}
+    assert student.cells[5].source == "x = 1"
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("# Exercise 1: A\n### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n", "nested"),
+        ("# Exercise 1: A\nx = 1\n### END SOLUTION\n", "without ### BEGIN SOLUTION"),
+        ("# Exercise 1: A\n### BEGIN SOLUTION\nx = 1\n", "has no ### END SOLUTION"),
+        ("### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n", "has no '# Exercise N: <title>' comment"),
+        ("# Exercise 2: A\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n", "is exercise 1 in order"),
+    ],
+)
+def test_malformed_markers_name_the_notebook_and_cell(source, words):
+    with pytest.raises(MarkerError) as caught:
+        student_version(lesson_notebook("y = 0", source), notebook_name="solutions/07_demo.ipynb")
+    message = str(caught.value)
+    assert "solutions/07_demo.ipynb, cell 5" in message
+    assert words in message
+
+
+def test_marker_error_names_the_exercise():
+    source = "# Exercise 1: Same padding\n### BEGIN SOLUTION\nx = 1\n"
+    with pytest.raises(MarkerError, match=r"cell 4 \(Exercise 1: Same padding\)"):
+        student_version(lesson_notebook(source), notebook_name="nb.ipynb")
+
+
+def test_setup_cell_is_stdlib_python_that_does_nothing_off_colab_and_kaggle(monkeypatch):
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    source = setup_cell_source()
+    assert "git+{repository}" in source and config.REPOSITORY_URL in source
+    calls = []
+    monkeypatch.setattr("subprocess.run", lambda *args, **kwargs: calls.append(args))
+    output = io.StringIO()
+    with redirect_stdout(output):
+        exec(compile(source, "<setup>", "exec"), {"__name__": "__main__"})
+    assert calls == []
+    assert "nothing to do" in output.getvalue()
+
+
+def test_setup_cell_installs_on_kaggle_only_when_missing(monkeypatch, tmp_path):
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "out"))
+    calls = []
+    monkeypatch.setattr("subprocess.run", lambda command, **kwargs: calls.append(command))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with redirect_stdout(io.StringIO()) as output:
+        exec(compile(setup_cell_source(), "<setup>", "exec"), {})
+    assert calls and calls[0][-1] == f"git+{config.REPOSITORY_URL}"
+    assert "installing" in output.getvalue()
+    monkeypatch.undo()
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "out"))
+    calls.clear()
+    monkeypatch.setattr("subprocess.run", lambda command, **kwargs: calls.append(command))
+    with redirect_stdout(io.StringIO()) as output:
+        exec(compile(setup_cell_source(), "<setup>", "exec"), {})  # course_utils is importable here
+    assert calls == [] and "already installed" in output.getvalue()
+
+
+def test_badges_point_at_the_student_notebook():
+    text = badges_markdown("02_feature_extraction")
+    repository = config.REPOSITORY_URL.removeprefix("https://github.com/")
+    assert (f"https://colab.research.google.com/github/{repository}/blob/main/notebooks/"
+            "02_feature_extraction.ipynb") in text
+    assert (f"https://kaggle.com/kernels/welcome?src=https://github.com/{repository}/blob/main/notebooks/"
+            "02_feature_extraction.ipynb") in text
+    assert "colab-badge.svg" in text and "open-in-kaggle.svg" in text
+
+
+def make_course(root: Path) -> tuple[Path, Path]:
+    solutions, notebooks = root / "solutions", root / "notebooks"
+    solutions.mkdir()
+    nbformat.write(lesson_notebook(EXERCISES), str(solutions / "01_demo.ipynb"))
+    nbformat.write(lesson_notebook("z = 1"), str(solutions / "02_other.ipynb"))
+    return solutions, notebooks
+
+
+def test_build_then_check_round_trip(tmp_path):
+    solutions, notebooks = make_course(tmp_path)
+    assert len(check(solutions, notebooks)) >= 2  # template cells out of date, student notebooks missing
+    (notebooks).mkdir()
+    nbformat.write(lesson_notebook("stale"), str(notebooks / "99_gone.ipynb"))
+
+    changed = build(solutions, notebooks)
+    expected = {solutions / "01_demo.ipynb", notebooks / "01_demo.ipynb", notebooks / "99_gone.ipynb"}
+    assert set(changed) >= expected
+    assert sorted(p.name for p in notebooks.iterdir()) == ["01_demo.ipynb", "02_other.ipynb"]
+    assert check(solutions, notebooks) == []
+    assert build(solutions, notebooks) == []  # nothing left to do, nothing rewritten
+
+    synced = nbformat.read(str(solutions / "01_demo.ipynb"), 4)
+    assert synced.cells[0].source == badges_markdown("01_demo")
+    assert synced.cells[1].source == setup_cell_source()
+    assert synced.cells[4].outputs  # solutions keep their outputs
+
+    synced.cells[4].source += "\nprint('changed')"
+    nbformat.write(synced, str(solutions / "01_demo.ipynb"))
+    problems = check(solutions, notebooks)
+    assert problems == [f"{notebooks / '01_demo.ipynb'}: out of date with {solutions / '01_demo.ipynb'}; "
+                        "run `course build`."]
+    build(solutions, notebooks)
+    assert check(solutions, notebooks) == []
+
+
+def test_check_reports_leaked_solution_lines(tmp_path):
+    solutions, notebooks = make_course(tmp_path)
+    build(solutions, notebooks)
+    student = nbformat.read(str(notebooks / "01_demo.ipynb"), 4)
+    student.cells[4].source += "\n    secret_padding = kernel_size // 2"
+    nbformat.write(student, str(notebooks / "01_demo.ipynb"))
+    problems = check(solutions, notebooks)
+    assert any("leaked" in problem and "secret_padding = kernel_size // 2" in problem for problem in problems)
+
+
+def test_leak_check_ignores_lines_that_also_appear_outside_solutions(tmp_path):
+    solutions, notebooks = tmp_path / "solutions", tmp_path / "notebooks"
+    solutions.mkdir()
+    source = "# Exercise 1: A\ndef f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n"
+    nbformat.write(lesson_notebook(source + "def g():\n    return 1"), str(solutions / "01_a.ipynb"))
+    build(solutions, notebooks)
+    assert check(solutions, notebooks) == []
+
+
+def test_check_reports_markers_and_missing_tags(tmp_path):
+    solutions, notebooks = tmp_path / "solutions", tmp_path / "notebooks"
+    solutions.mkdir()
+    nb = lesson_notebook("# Exercise 1: A\n### BEGIN SOLUTION\nx = 1\n")
+    nb.cells[1].metadata["tags"] = []
+    nbformat.write(nb, str(solutions / "01_bad.ipynb"))
+    problems = check(solutions, notebooks)
+    assert any("no cell tagged 'setup'" in problem for problem in problems)
+    assert any("01_bad.ipynb, cell 4" in problem and "has no ### END SOLUTION" in problem
+               for problem in problems)
+    with pytest.raises(MarkerError, match="01_bad.ipynb, cell 4"):
+        build(solutions, notebooks)
+
+
+def test_read_parameters_matches_papermill(tmp_path):
+    from papermill.inspection import inspect_notebook
+
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(lesson_notebook("x = 1"), str(path))
+    parameters = read_parameters(path)
+    expected = [Parameter(p["name"], p["inferred_type_name"], p["default"], p["help"])
+                for p in inspect_notebook(str(path)).values()]
+    assert parameters == expected
+    assert parameters[1] == Parameter("EPOCHS", "int", "3", "passes over the training set")
+    assert [p.name for p in parameters] == ["PROFILE", "EPOCHS", "DATASET", "LEARNING_RATE", "CLASSES"]

@@ -1,0 +1,298 @@
+"""Every plot draws with the non-interactive backend and holds the expected artists, titles and labels."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.colors as mcolors  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from course_utils import plots  # noqa: E402
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+CLASSES = ["priority_road", "give_way", "stop", "no_entry"]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def image_count(figure: Figure) -> int:
+    return sum(len(ax.images) for ax in figure.axes)
+
+
+def titles(figure: Figure) -> list[str]:
+    return [ax.get_title() for ax in figure.axes if ax.get_title()]
+
+
+def all_texts(figure: Figure) -> list[str]:
+    return [text.get_text() for ax in figure.axes for text in ax.texts]
+
+
+@pytest.fixture
+def image_files(tmp_path):
+    paths = []
+    for index, mode in enumerate(["RGB", "L", "RGBA", "P"]):
+        path = tmp_path / f"image_{index}.png"
+        Image.new(mode, (20 + index, 16), color=100).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_image_grid_from_files_uses_titles_and_hides_spare_cells(image_files):
+    figure = plots.plot_image_grid(image_files, titles=["a", "b", "c", "d"], columns=3)
+    assert isinstance(figure, Figure)
+    assert image_count(figure) == 4
+    assert len(figure.axes) == 6  # 2 rows x 3 columns
+    assert titles(figure) == ["a", "b", "c", "d"]
+    assert all(ax.images[0].get_array().shape[-1] == 3 for ax in figure.axes if ax.images)  # all RGB
+
+
+def test_image_grid_undoes_normalisation_of_a_tensor_batch():
+    pixels = torch.rand(3, 3, 8, 8)
+    normalised = (pixels - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+    figure = plots.plot_image_grid(normalised, mean=MEAN, std=STD)
+    assert image_count(figure) == 3
+    shown = np.asarray(figure.axes[0].images[0].get_array())
+    assert shown.shape == (8, 8, 3)
+    np.testing.assert_allclose(shown, pixels[0].permute(1, 2, 0).numpy(), atol=1e-5)
+
+
+def test_image_grid_clips_out_of_range_values_and_rejects_bad_input():
+    figure = plots.plot_image_grid(np.full((2, 4, 4, 3), 3.0, dtype=np.float32))
+    assert np.asarray(figure.axes[0].images[0].get_array()).max() == 1.0
+    with pytest.raises(ValueError, match="no images"):
+        plots.plot_image_grid([])
+    with pytest.raises(ValueError, match="one title per image"):
+        plots.plot_image_grid(np.zeros((2, 4, 4, 3)), titles=["only one"])
+
+
+def test_class_counts_sorted_with_labels_vertical_for_few_classes():
+    figure = plots.plot_class_counts({"stop": 5, "give_way": 12, "no_entry": 1})
+    ax = figure.axes[0]
+    assert len(ax.patches) == 3
+    heights = [patch.get_height() for patch in ax.patches]
+    assert heights == [12, 5, 1]
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["give_way", "stop", "no_entry"]
+    assert [text.get_text() for text in ax.texts] == ["12", "5", "1"]
+    assert ax.get_title() == "Images per class"
+
+
+def test_class_counts_from_labels_is_horizontal_for_many_classes():
+    classes = [f"class_{number}" for number in range(43)]
+    labels = [number % 40 for number in range(200)]  # three classes have no image
+    figure = plots.plot_class_counts(labels, classes)
+    ax = figure.axes[0]
+    assert len(ax.patches) == 43
+    widths = [patch.get_width() for patch in ax.patches]
+    assert widths == sorted(widths, reverse=True) and sum(widths) == 200 and widths[-1] == 0
+    assert all(patch.get_height() < 1 for patch in ax.patches)  # bars lie horizontally
+
+
+def test_class_counts_stacks_the_parts_of_a_split_summary():
+    summary = pd.DataFrame({"train": [8, 3], "val": [2, 1], "test": [2, 1]}, index=["stop", "give_way"])
+    figure = plots.plot_class_counts(summary)
+    ax = figure.axes[0]
+    assert len(ax.patches) == 6
+    assert [text.get_text() for text in ax.texts] == ["12", "5"]  # totals on top
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["train", "val", "test"]
+
+
+def test_image_sizes_from_pairs_and_paths_have_median_lines(image_files):
+    figure = plots.plot_image_sizes([(30, 40), (50, 40), (70, 60)])
+    joint = figure.axes[0]
+    assert len(joint.collections[0].get_offsets()) == 3
+    assert "median 50" in joint.get_xlabel() and "median 40" in joint.get_ylabel()
+    dashed = [line for line in joint.lines if line.get_linestyle() == "--"]
+    assert len(dashed) == 2
+    figure = plots.plot_image_sizes(image_files)
+    assert "4 images" in figure.texts[0].get_text()
+    assert "median 21.5" in figure.axes[0].get_xlabel()
+
+
+def test_augmentations_show_original_and_count_versions(image_files):
+    calls = []
+
+    def transform(image):
+        calls.append(image.size)
+        return torch.zeros(3, 10, 10)  # normalised zeros -> the mean colour
+
+    figure = plots.plot_augmentations(image_files[0], transform, count=5, mean=MEAN, std=STD)
+    assert len(calls) == 5
+    assert image_count(figure) == 6
+    assert titles(figure)[0] == "original" and titles(figure)[-1] == "augmented 5"
+    np.testing.assert_allclose(np.asarray(figure.axes[1].images[0].get_array())[0, 0], MEAN, atol=1e-6)
+
+
+def history_table(epochs: int = 5, best: int = 3) -> pd.DataFrame:
+    epoch = np.arange(1, epochs + 1)
+    val_accuracy = np.where(epoch == best, 0.9, 0.5 + 0.01 * epoch)
+    return pd.DataFrame({"epoch": epoch, "train_loss": 1 / epoch, "val_loss": 1.2 / epoch,
+                         "train_accuracy": 0.6 + 0.05 * epoch, "val_accuracy": val_accuracy})
+
+
+def test_history_has_two_panels_integer_ticks_and_best_epoch():
+    figure = plots.plot_history(history_table())
+    loss_ax, accuracy_ax = figure.axes
+    assert loss_ax.get_title() == "Loss" and accuracy_ax.get_title() == "Accuracy"
+    figure.canvas.draw()
+    for ax in (loss_ax, accuracy_ax):
+        ticks = [tick for tick in ax.get_xticks() if 1 <= tick <= 5]
+        assert ticks and all(float(tick).is_integer() for tick in ticks)
+    legend = [text.get_text() for text in accuracy_ax.get_legend().get_texts()]
+    assert legend == ["train", "validation", "best epoch 3 (90.0%)"]
+    star = accuracy_ax.lines[-1]
+    assert star.get_marker() == "*" and list(star.get_xdata()) == [3]
+
+
+def test_history_compares_several_runs():
+    figure = plots.plot_history({"feature extraction": history_table(best=2),
+                                 "fine-tuning": history_table(best=4)}, title="Two runs")
+    legend = [text.get_text() for text in figure.axes[1].get_legend().get_texts()]
+    assert "feature extraction validation" in legend and "fine-tuning train" in legend
+    assert "feature extraction best epoch 2 (90.0%)" in legend
+    assert "fine-tuning best epoch 4 (90.0%)" in legend
+    assert figure.texts[0].get_text() == "Two runs"
+
+
+def test_confusion_matrix_shows_counts_and_row_percentages():
+    targets = [0] * 5 + [1] * 2 + [2, 3]
+    predicted = [0, 0, 0, 0, 1] + [1, 1] + [2, 3]
+    figure = plots.plot_confusion_matrix(targets, predicted, CLASSES)
+    ax = figure.axes[0]
+    texts = [text.get_text() for text in ax.texts]
+    assert len(texts) == 16
+    assert "4\n80%" in texts and "1\n20%" in texts and "2\n100%" in texts
+    assert [label.get_text() for label in ax.get_yticklabels()] == CLASSES
+    assert ax.get_xlabel() == "predicted class" and ax.get_ylabel() == "true class"
+    assert "88.9%" in ax.get_title()  # 8 of 9 right
+
+
+def test_confusion_matrix_stays_readable_for_43_classes():
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 43, 300)
+    predicted = np.where(rng.random(300) < 0.8, targets, rng.integers(0, 43, 300))
+    classes = [f"class_{number}" for number in range(43)]
+    figure = plots.plot_confusion_matrix(targets, predicted, classes)
+    ax = figure.axes[0]
+    texts = [text.get_text() for text in ax.texts if text.get_text()]
+    nonzero = len({(t, p) for t, p in zip(targets, predicted, strict=True)})
+    assert len(texts) == nonzero and all("%" not in text for text in texts)
+    assert all(label.get_rotation() == 90 for label in ax.get_xticklabels())
+    assert figure.get_size_inches()[1] > 10
+    few = plots.plot_confusion_matrix([0, 1], [0, 1], CLASSES, normalize=None)
+    assert "1" in [text.get_text() for text in few.axes[0].texts]
+    with pytest.raises(ValueError, match="normalize"):
+        plots.plot_confusion_matrix([0], [0], CLASSES, normalize="column")
+
+
+def test_classification_report_is_a_table_with_averages():
+    targets = [0, 0, 1, 1, 2, 2, 3, 3]
+    predicted = [0, 0, 1, 0, 2, 2, 3, 3]
+    figure = plots.plot_classification_report(targets, predicted, CLASSES)
+    table = figure.axes[0].tables[0]
+    cells = {key: cell.get_text().get_text() for key, cell in table.get_celld().items()}
+    assert [cells[(0, column)] for column in range(4)] == ["precision", "recall", "f1", "support"]
+    row_labels = [cells[(row, -1)] for row in range(1, 8)]
+    assert row_labels == CLASSES + ["accuracy", "macro avg", "weighted avg"]
+    assert cells[(1, 0)] == "0.67" and cells[(1, 1)] == "1.00" and cells[(1, 3)] == "2"  # priority road
+    assert cells[(5, 2)] == "0.88" and cells[(5, 3)] == "8"  # accuracy 7 of 8
+
+
+def test_classification_report_frame_matches_hand_computation():
+    frame = plots._classification_report_frame([0, 0, 1], [0, 1, 1], ["a", "b"])
+    assert frame.loc["a", "recall"] == pytest.approx(0.5)
+    assert frame.loc["b", "precision"] == pytest.approx(0.5)
+    assert frame.loc["weighted avg", "support"] == 3
+
+
+def test_predictions_color_mistakes_red_and_show_confidence():
+    images = torch.zeros(3, 3, 6, 6)
+    probabilities = np.array([[0.9, 0.1, 0, 0], [0.2, 0.7, 0.1, 0], [0.05, 0.05, 0.85, 0.05]])
+    figure = plots.plot_predictions(images, [0, 2, 2], [0, 1, 2], CLASSES, probabilities=probabilities)
+    axes = [ax for ax in figure.axes if ax.images]
+    assert len(axes) == 3
+    assert axes[0].get_title() == "priority_road / priority_road (90%)".replace(" / ", " /\n")
+    assert axes[1].get_title() == "stop / give_way (70%)"
+    colors = [mcolors.to_hex(ax.title.get_color()) for ax in axes]
+    assert colors[1] == mcolors.to_hex(plots.MISTAKE_COLOR)
+    assert colors[0] == colors[2] == mcolors.to_hex(plots.CORRECT_COLOR)
+    assert "1 of 3 wrong" in figure.texts[0].get_text()
+
+
+def test_misclassified_shows_only_mistakes_most_confident_first(image_files):
+    targets, predicted = [0, 1, 2, 3], [1, 1, 3, 2]
+    confidence = [0.6, 0.99, 0.7, 0.95]
+    figure = plots.plot_misclassified(image_files, targets, predicted, CLASSES, probabilities=confidence)
+    shown = [ax.get_title() for ax in figure.axes if ax.images]
+    assert shown == ["no_entry / stop (95%)", "stop / no_entry (70%)", "priority_road /\ngive_way (60%)"]
+    assert all(mcolors.to_hex(ax.title.get_color()) == mcolors.to_hex(plots.MISTAKE_COLOR)
+               for ax in figure.axes if ax.images)
+    limited = plots.plot_misclassified(image_files, targets, predicted, CLASSES, max_images=1)
+    assert image_count(limited) == 1
+
+
+def test_misclassified_says_so_when_there_is_no_mistake():
+    figure = plots.plot_misclassified(np.zeros((2, 4, 4, 3)), [0, 1], [0, 1], CLASSES)
+    assert image_count(figure) == 0
+    assert "No mistakes" in all_texts(figure)[0]
+
+
+def test_class_confidence_highlights_top_class_and_shows_image():
+    probabilities = pd.Series({"stop": 0.1, "give_way": 0.7, "no_entry": 0.15, "priority_road": 0.05})
+    figure = plots.plot_class_confidence(probabilities, image=np.zeros((5, 5, 3), dtype=np.uint8))
+    image_ax, bar_ax = figure.axes
+    assert len(image_ax.images) == 1
+    assert len(bar_ax.patches) == 4
+    assert [label.get_text() for label in bar_ax.get_yticklabels()][0] == "give_way"
+    colors = [mcolors.to_hex(patch.get_facecolor()) for patch in bar_ax.patches]
+    assert colors[0] != colors[1] and len(set(colors[1:])) == 1
+    assert bar_ax.get_title() == "Prediction: give_way (70.0%)"
+    assert "70.0%" in [text.get_text() for text in bar_ax.texts]
+    alone = plots.plot_class_confidence({"a": 0.4, "b": 0.6}, title="One image")
+    assert len(alone.axes) == 1 and alone.axes[0].get_title() == "One image"
+
+
+def test_score_histograms_overlay_groups_with_threshold_line():
+    known, unknown = np.linspace(0.6, 1.0, 20), np.linspace(0.2, 0.7, 10)
+    figure = plots.plot_score_histograms(known, unknown, threshold=0.65, bins=10)
+    ax = figure.axes[0]
+    assert len(ax.patches) == 20  # 10 bins per group
+    heights = np.array([patch.get_height() for patch in ax.patches])
+    assert heights[:10].sum() == pytest.approx(1) and heights[10:].sum() == pytest.approx(1)
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend == ["known (20 images)", "unknown (10 images)",
+                      "threshold 0.65: keeps 85% of known, rejects 90% of unknown"]  # 17 of 20, 9 of 10
+    assert [line.get_xdata()[0] for line in ax.lines] == [0.65]
+
+
+def test_roc_curve_reports_auroc_for_one_or_several_methods():
+    figure = plots.plot_roc_curve(np.array([0.9, 0.8, 0.95]), np.array([0.1, 0.3]))
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["AUROC = 1.00", "chance (AUROC = 0.50)"]
+    figure = plots.plot_roc_curve({"softmax": ([0.9, 0.4], [0.5, 0.1]), "flipped": ([0.1], [0.9])})
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["softmax (AUROC = 0.75)", "flipped (AUROC = 0.00)", "chance (AUROC = 0.50)"]
+
+
+def test_comparison_has_one_panel_per_metric_with_formatted_labels():
+    results = {"feature extraction": {"test_accuracy": 0.91, "seconds": 12.0, "trainable_parameters": 2052},
+               "fine-tuning": {"test_accuracy": 0.97, "seconds": 80.5, "trainable_parameters": 11_178_564}}
+    figure = plots.plot_comparison(results)
+    assert [ax.get_title() for ax in figure.axes] == ["test accuracy", "seconds", "trainable parameters"]
+    assert [text.get_text() for text in figure.axes[0].texts] == ["91.0%", "97.0%"]
+    assert [text.get_text() for text in figure.axes[1].texts] == ["12.0 s", "80.5 s"]
+    assert [text.get_text() for text in figure.axes[2].texts] == ["2,052", "11.18M"]
+    assert figure.axes[2].get_yscale() == "log"
+    frame = pd.DataFrame({"approach": ["a", "b"], "test_accuracy": [0.5, 0.6]})
+    assert len(plots.plot_comparison(frame).axes[0].patches) == 2

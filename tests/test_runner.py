@@ -1,0 +1,166 @@
+"""``run_lessons``: papermill execution, parameters, failures and the report (small fixture lessons)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from course_utils.notebook_tools import Parameter
+from course_utils.runner import (
+    LessonResult,
+    LessonSelectionError,
+    available_lessons,
+    convert_value,
+    key_metrics,
+    lesson_parameters,
+    resolve_lesson,
+    run_lessons,
+    write_report,
+)
+
+PARAMETERS = (
+    "PROFILE = None  # full, offline or smoke\n"
+    "EPOCHS: int = 2  # passes over the training set\n"
+    "LEARNING_RATE = 0.01  # step size\n"
+    "FREEZE = True  # keep the backbone frozen\n"
+    "DATA_DIR = None  # where data sets live\n"
+    "OUTPUT_DIR = None  # where results go\n"
+)
+
+WRITE_METRICS = (
+    "import json, os, pathlib\n"
+    "metrics = {'profile': PROFILE, 'dataset': 'synthetic-signs', 'arch': 'tiny', 'epochs': EPOCHS,\n"
+    "           'test_accuracy': 0.5 + EPOCHS / 100, 'learning_rate': LEARNING_RATE, 'freeze': FREEZE,\n"
+    "           'seconds': 1.5, 'environment_profile': os.environ.get('COURSE_PROFILE')}\n"
+    "pathlib.Path(OUTPUT_DIR, 'metrics.json').write_text(json.dumps(metrics))"
+)
+
+
+def write_lesson(folder: Path, name: str, fail: bool = False) -> Path:
+    """A fixture lesson: parameters cell, an optional failing cell, then metrics.json."""
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                               "language": "python"}})
+    nb.cells = [new_markdown_cell(f"# {name}"), new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
+                new_code_cell("total = EPOCHS * 2")]
+    if fail:
+        nb.cells.append(new_code_cell("value = total + 1\nraise ValueError('the loss is NaN')"))
+    nb.cells.append(new_code_cell(WRITE_METRICS))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_lessons_are_found_by_number_name_or_topic(tmp_path):
+    write_lesson(tmp_path, "01_cnn_from_scratch")
+    write_lesson(tmp_path, "02_feature_extraction")
+    (tmp_path / "scratch.ipynb").write_text("{}")  # not a lesson
+    lessons = available_lessons(tmp_path)
+    assert lessons == ["01_cnn_from_scratch", "02_feature_extraction"]
+    for name in ("01", "1", "01_cnn_from_scratch", "cnn_from_scratch", "solutions/01_cnn_from_scratch.ipynb"):
+        assert resolve_lesson(name, lessons) == "01_cnn_from_scratch"
+    with pytest.raises(LessonSelectionError, match="one of 01_cnn_from_scratch, 02_feature_extraction"):
+        resolve_lesson("7", lessons)
+
+
+@pytest.mark.parametrize(
+    ("text", "parameter", "expected"),
+    [
+        ("5", Parameter("EPOCHS", "int", "2", ""), 5),
+        ("5", Parameter("EPOCHS", "None", "2", ""), 5),
+        ("0.5", Parameter("LR", "None", "0.01", ""), 0.5),
+        ("false", Parameter("FREEZE", "None", "True", ""), False),
+        ("yes", Parameter("FREEZE", "bool", "False", ""), True),
+        ("resnet50", Parameter("ARCH", "None", "None", ""), "resnet50"),
+        ("3", Parameter("SEED", "None", "None", ""), 3),
+        ("None", Parameter("EPOCHS", "int", "2", ""), None),
+        ("/tmp/data", Parameter("DATA_DIR", "str", "'x'", ""), "/tmp/data"),
+        ("12", Parameter("NAME", "None", "'abc'", ""), "12"),
+        (7, Parameter("EPOCHS", "int", "2", ""), 7),
+    ],
+)
+def test_command_line_values_take_the_type_of_the_default(text, parameter, expected):
+    value = convert_value(text, parameter)
+    assert value == expected and type(value) is type(expected)
+
+
+def test_a_value_of_the_wrong_type_is_refused():
+    with pytest.raises(ValueError, match="EPOCHS expects int"):
+        convert_value("many", Parameter("EPOCHS", "int", "2", ""))
+
+
+def test_unknown_or_reserved_parameters_are_refused_before_anything_runs(tmp_path):
+    solutions = tmp_path / "solutions"
+    write_lesson(solutions, "01_demo")
+    output = tmp_path / "out"
+    with pytest.raises(LessonSelectionError) as caught:
+        run_lessons(profile="smoke", parameters={"EPOCH": "3"}, output_dir=output, solutions_dir=solutions)
+    assert "Unknown parameter 'EPOCH'" in str(caught.value)
+    assert "DATA_DIR, EPOCHS, FREEZE, LEARNING_RATE" in str(caught.value)
+    with pytest.raises(LessonSelectionError, match="use --output"):
+        run_lessons(profile="smoke", parameters={"OUTPUT_DIR": "x"}, output_dir=output,
+                    solutions_dir=solutions)
+    assert not output.exists()  # nothing ran
+
+
+def test_parameters_go_to_the_lessons_that_declare_them(tmp_path):
+    write_lesson(tmp_path, "01_a")
+    nbformat.write(new_notebook(cells=[new_code_cell("SEED = 0  # seed", metadata={"tags": ["parameters"]})]),
+                   str(tmp_path / "02_b.ipynb"))
+    values = lesson_parameters(["01_a", "02_b"], {"epochs": "4", "SEED": "1"}, tmp_path)
+    assert values == {"01_a": {"EPOCHS": 4}, "02_b": {"SEED": 1}}
+
+
+def test_run_lessons_executes_reports_and_goes_on_after_a_failure(tmp_path, monkeypatch):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    solutions = tmp_path / "solutions"
+    write_lesson(solutions, "01_broken", fail=True)
+    write_lesson(solutions, "02_good")
+    output = tmp_path / "out"
+    (output / "01_broken").mkdir(parents=True)
+    (output / "01_broken" / "metrics.json").write_text('{"test_accuracy": 0.99}')  # from an older run
+
+    results = run_lessons(profile="smoke", parameters={"EPOCHS": "3", "FREEZE": "false"}, output_dir=output,
+                          solutions_dir=solutions, progress=False)
+
+    broken, good = results
+    assert (broken.lesson, broken.status) == ("01_broken", "failed")
+    assert broken.error == "01_broken: cell 3 (In [4]: value = total + 1) failed: ValueError: the loss is NaN"
+    assert broken.metrics == {}  # the stale metrics.json is gone
+    assert (output / "01_broken" / "01_broken.ipynb").is_file()
+
+    assert (good.status, good.error) == ("passed", None)
+    metrics = json.loads((output / "02_good" / "metrics.json").read_text())
+    assert good.metrics == metrics
+    assert metrics["epochs"] == 3 and metrics["freeze"] is False and metrics["profile"] == "smoke"
+    assert metrics["environment_profile"] == "smoke"
+    executed = nbformat.read(str(output / "02_good" / "02_good.ipynb"), 4)
+    injected = [cell.source for cell in executed.cells
+                if "injected-parameters" in cell.metadata.get("tags", [])]
+    assert f'OUTPUT_DIR = "{(output / "02_good").resolve()}"' in injected[0]
+    assert "EPOCHS" in good.html.read_text() and good.html == output / "02_good" / "02_good.html"
+    assert not list(output.rglob(".*.running.ipynb"))
+
+    report = (output / "report.md").read_text()
+    assert "| 02_good | passed | smoke | synthetic-signs | tiny | test_accuracy 53.0%, seconds 2 |" in report
+    assert "| 01_broken | failed | smoke |" in report
+    assert "- 01_broken: cell 3" in report
+    page = (output / "report.html").read_text()
+    assert '<a href="02_good/02_good.html">02_good</a>' in page and "the loss is NaN" in page
+
+
+def test_report_lists_key_metrics_and_escapes_text(tmp_path):
+    metrics = {"val_accuracy": 0.5, "auroc": 0.875, "seconds": 61.2, "lesson": "x", "epochs": 3}
+    assert key_metrics(metrics) == "val_accuracy 50.0%, auroc 0.875, seconds 61"
+    results = [LessonResult("01_a", "failed", 2.0, {"arch": "resnet18"}, error="01_a: x | y <b>"),
+               LessonResult("02_b", "skipped", error="not run")]
+    markdown, page = write_report(results, tmp_path, profile="offline", parameters={"EPOCHS": 1})
+    text = markdown.read_text()
+    assert "| 01_a | failed | offline |  | resnet18 |  | 2.0 s |" in text
+    assert "| 02_b | skipped | offline |" in text
+    assert "Profile offline; parameters: EPOCHS=1" in text
+    assert "x | y &lt;b&gt;" in page.read_text()
