@@ -1,0 +1,94 @@
+"""The lessons themselves: solutions executed, student notebooks in sync, leak-free, and runnable to their first stub.
+
+The solution notebooks are executed under nbval by ``make test`` (``pytest solutions --nbval-lax``); this
+file checks what nbval cannot: the notebooks' contract (tags, parameters) and the generated student versions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from course_utils import config, notebook_tools
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = ROOT / "solutions"
+NOTEBOOKS = ROOT / "notebooks"
+REQUIRED_PARAMETERS = (
+    "PROFILE", "DATASET", "ARCH", "EPOCHS", "BATCH_SIZE", "IMAGE_SIZE", "SEED", "DATA_DIR", "OUTPUT_DIR",
+)
+
+
+def _code_cells(nb):
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def test_every_lesson_has_a_solution_and_a_student_notebook():
+    for lesson in config.LESSONS:
+        assert (SOLUTIONS / f"{lesson}.ipynb").is_file(), f"solutions/{lesson}.ipynb is missing"
+        assert (NOTEBOOKS / f"{lesson}.ipynb").is_file(), f"notebooks/{lesson}.ipynb is missing: run `course build`"
+
+
+def test_student_notebooks_are_in_sync_and_leak_no_solution():
+    problems = notebook_tools.check(SOLUTIONS, NOTEBOOKS)
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.parametrize("lesson", config.LESSONS)
+def test_solution_notebook_follows_the_contract(lesson):
+    nb = nbformat.read(SOLUTIONS / f"{lesson}.ipynb", as_version=4)
+    tags = [tag for cell in nb.cells for tag in cell.metadata.get("tags", [])]
+    for tag in ("setup", "badges", "parameters"):
+        assert tags.count(tag) == 1, f"{lesson}: expected one cell tagged {tag!r}, found {tags.count(tag)}"
+
+    parameters = {p.name: p for p in notebook_tools.read_parameters(SOLUTIONS / f"{lesson}.ipynb")}
+    for name in REQUIRED_PARAMETERS:
+        assert name in parameters, f"{lesson}: parameter {name} is missing"
+        assert parameters[name].help.strip(), f"{lesson}: parameter {name} has no `# help` comment"
+
+    exercises = [
+        line for cell in _code_cells(nb) for line in cell.source.splitlines()
+        if re.match(r"\s*#\s*Exercise\s+\d+\s*:", line)
+    ]
+    assert len(exercises) >= 3, f"{lesson}: {len(exercises)} exercises, the course asks for at least three"
+
+
+@pytest.mark.parametrize("lesson", config.LESSONS)
+def test_solution_notebook_is_executed_with_outputs_kept(lesson):
+    nb = nbformat.read(SOLUTIONS / f"{lesson}.ipynb", as_version=4)
+    code = [cell for cell in _code_cells(nb) if cell.source.strip()]
+    unexecuted = [i for i, cell in enumerate(code) if cell.get("execution_count") is None]
+    assert not unexecuted, f"{lesson}: code cells {unexecuted} have not been executed"
+    errors = [o for cell in code for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{lesson}: the executed solution holds an error output"
+
+
+@pytest.mark.parametrize("lesson", config.LESSONS)
+def test_student_notebook_runs_up_to_its_first_exercise_stub(lesson, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "outputs"))
+    monkeypatch.setenv("COURSE_DATA_DIR", os.environ.get("COURSE_DATA_DIR", str(tmp_path / "data")))
+    nb = nbformat.read(NOTEBOOKS / f"{lesson}.ipynb", as_version=4)
+    first_stub = next(
+        i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and "raise NotImplementedError(" in cell.source
+    )
+    expected = re.search(r'NotImplementedError\("(Exercise 1: [^"]*)"\)', nb.cells[first_stub].source)
+    assert expected, f"{lesson}: the first stub is not Exercise 1"
+
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
+    with pytest.raises(CellExecutionError) as raised:
+        client.execute()
+
+    failed = [
+        i for i, cell in enumerate(nb.cells)
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+    ]
+    assert failed == [first_stub], f"{lesson}: cells {failed} failed, expected only the first stub {first_stub}"
+    assert raised.value.ename == "NotImplementedError"
+    assert expected.group(1) in raised.value.evalue
