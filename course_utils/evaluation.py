@@ -1,0 +1,276 @@
+"""Using a trained model: predictions for a loader, one image or a folder, reports, and unknown-input scores.
+
+- :func:`predict` gives logits, probabilities, predicted and true labels for a whole loader;
+- :func:`predict_image` ranks the classes for one image file (any mode, any size);
+- :func:`predict_folder` writes the predictions for an unlabeled folder to a CSV (a submission file);
+- :func:`classification_table` is scikit-learn's classification report as a table;
+- lesson 4's out-of-distribution helpers: :func:`max_softmax_scores`, :func:`auroc`,
+  :func:`threshold_keeping` and :func:`ood_summary`.
+
+Convention for the out-of-distribution (OOD) helpers: a *higher* score means "more likely a known,
+in-distribution input". AUROC treats the known examples as the positive class: 1.0 means every known
+example scores above every unknown one, 0.5 means the score cannot tell them apart, 0.0 means it ranks
+them exactly the wrong way round.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from course_utils.files import atomic_write
+from course_utils.training import model_device
+
+ArrayLike = Any  # a torch tensor, numpy array or list of numbers
+
+
+@dataclass
+class Predictions:
+    """A model's outputs for a data set (CPU tensors, one row per example, in loader order).
+
+    ``logits`` are the raw scores, ``probabilities`` their softmax, ``predicted`` the top class and
+    ``targets`` the true labels (``None`` for an unlabeled loader).
+    """
+
+    logits: torch.Tensor
+    probabilities: torch.Tensor
+    predicted: torch.Tensor
+    targets: torch.Tensor | None
+
+    @property
+    def confidence(self) -> torch.Tensor:
+        """The probability of the predicted class for each example."""
+        return self.probabilities.max(dim=1).values
+
+    @property
+    def accuracy(self) -> float:
+        """Share of examples whose predicted class is the true one."""
+        if self.targets is None:
+            raise ValueError("These predictions have no true labels (the loader gave images only).")
+        return float((self.predicted == self.targets).float().mean())
+
+    def __len__(self) -> int:
+        return len(self.predicted)
+
+
+def _from_logits(logits: torch.Tensor, targets: torch.Tensor | None) -> Predictions:
+    probabilities = torch.softmax(logits, dim=1)
+    return Predictions(logits, probabilities, probabilities.argmax(dim=1), targets)
+
+
+def predict(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
+            *, progress: bool = False) -> Predictions:
+    """Run ``model`` (in eval mode, no gradients) over ``loader`` and collect its :class:`Predictions`.
+
+    ``loader`` yields ``(images, labels)`` or just images. ``device`` defaults to where the model is.
+    """
+    device = torch.device(device) if device is not None else model_device(model)
+    was_training = model.training
+    model.eval()
+    all_logits, all_targets = [], []
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc="predict", unit="batch", mininterval=1.0, disable=not progress):
+            inputs, targets = batch if isinstance(batch, (list, tuple)) else (batch, None)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+                logits = model(inputs.to(device, non_blocking=True))
+            all_logits.append(logits.float().cpu())
+            if targets is not None:
+                all_targets.append(targets.cpu())
+    model.train(was_training)
+    # torch.cat outside inference mode turns the results into ordinary tensors usable anywhere.
+    targets = torch.cat(all_targets) if all_targets else None
+    return _from_logits(torch.cat(all_logits), targets)
+
+
+def _load_image(path: Path):
+    """Open any image as RGB (with course_utils.datasets.load_rgb when available)."""
+    try:
+        from course_utils.datasets import load_rgb
+    except ImportError:  # pragma: no cover - datasets.py is part of the package
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    return load_rgb(path)
+
+
+def predict_image(model: nn.Module, path: str | os.PathLike[str], transform: Callable,
+                  classes: Sequence[str], device: torch.device | str | None = None) -> pd.Series:
+    """Class probabilities for one image file, highest first (a Series: class name -> probability).
+
+    Any image works: grayscale, palette, transparent or CMYK images are converted to RGB first, and
+    ``transform`` (use the model's *eval* transform) resizes it to the size the model expects.
+    """
+    device = torch.device(device) if device is not None else model_device(model)
+    image = transform(_load_image(Path(path)))
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        probabilities = torch.softmax(model(image.unsqueeze(0).to(device)).float(), dim=1)[0].cpu()
+    model.train(was_training)
+    if len(classes) != len(probabilities):
+        raise ValueError(
+            f"The model has {len(probabilities)} outputs but {len(classes)} class names were given."
+        )
+    series = pd.Series(probabilities.numpy(), index=list(classes), name=Path(path).name)
+    return series.sort_values(ascending=False)
+
+
+def _list_images(folder: Path) -> list[Path]:
+    try:
+        from course_utils.datasets import list_unlabeled_images
+    except ImportError:  # pragma: no cover - datasets.py is part of the package
+        return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return list_unlabeled_images(folder)
+
+
+def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: Callable,
+                   classes: Sequence[str], csv_path: str | os.PathLike[str] | None = None, *,
+                   device: torch.device | str | None = None, batch_size: int = 64,
+                   progress: bool = True) -> pd.DataFrame:
+    """Predict every image in ``folder`` (and its sub-folders); return and write a CSV table.
+
+    Columns: ``file`` (path relative to ``folder``), ``predicted_class``, ``confidence`` (the probability
+    of that class). Files that cannot be read are skipped with one summary line. The CSV is written
+    atomically to ``csv_path`` when given.
+    """
+    folder = Path(folder)
+    device = torch.device(device) if device is not None else model_device(model)
+    paths = _list_images(folder)
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    batch: list[torch.Tensor] = []
+    names: list[str] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        with torch.inference_mode():
+            logits = model(torch.stack(batch).to(device)).float()
+        probabilities = torch.softmax(logits, dim=1).cpu()
+        confidence, predicted = probabilities.max(dim=1)
+        for name, label, probability in zip(names, predicted.tolist(), confidence.tolist(), strict=True):
+            rows.append({"file": name, "predicted_class": classes[label], "confidence": probability})
+        batch.clear()
+        names.clear()
+
+    was_training = model.training
+    model.eval()
+    for path in tqdm(paths, desc="predict", unit="image", mininterval=1.0, disable=not progress):
+        try:
+            tensor = transform(_load_image(path))
+        except (OSError, ValueError, SyntaxError) as error:
+            skipped.append(f"{path.name} ({type(error).__name__})")
+            continue
+        batch.append(tensor)
+        names.append(path.relative_to(folder).as_posix())
+        if len(batch) == batch_size:
+            flush()
+    flush()
+    model.train(was_training)
+    if skipped:
+        shown = ", ".join(skipped[:3]) + (f", +{len(skipped) - 3} more" if len(skipped) > 3 else "")
+        print(f"⚠️ Skipped {len(skipped)} of {len(paths)} files in {folder} that could not be read: {shown}.")
+    table = pd.DataFrame(rows, columns=["file", "predicted_class", "confidence"])
+    if csv_path is not None:
+        with atomic_write(csv_path) as temporary:
+            table.to_csv(temporary, index=False)
+    return table
+
+
+def classification_table(targets: ArrayLike, predicted: ArrayLike, classes: Sequence[str]) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class, plus macro and weighted averages, as a DataFrame.
+
+    Rows: one per class, then ``macro avg`` and ``weighted avg``; the overall accuracy is in
+    ``table.attrs["accuracy"]``. A class that is never predicted gets precision 0 (no warning).
+    """
+    from sklearn.metrics import classification_report
+
+    report = classification_report(
+        _numpy(targets), _numpy(predicted), labels=list(range(len(classes))), target_names=list(classes),
+        output_dict=True, zero_division=0,
+    )
+    accuracy = report.pop("accuracy", None)
+    report.pop("micro avg", None)
+    table = pd.DataFrame(report).T.rename(columns={"f1-score": "f1"})
+    table = table[["precision", "recall", "f1", "support"]].astype({"support": int})
+    table.attrs["accuracy"] = float(accuracy) if accuracy is not None else float(
+        np.mean(_numpy(targets) == _numpy(predicted)))
+    return table
+
+
+# ------------------------------------------------------------------------------ out-of-distribution
+def _numpy(values: ArrayLike) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def max_softmax_scores(probabilities: ArrayLike) -> np.ndarray:
+    """The maximum softmax probability of each example: the classic baseline score for "is this known?".
+
+    A confident prediction (close to 1) suggests a known kind of input; a flat distribution suggests an
+    unknown one. Pass probabilities (``Predictions.probabilities``), not logits.
+    """
+    values = _numpy(probabilities)
+    if values.ndim != 2:
+        raise ValueError(f"Expected probabilities of shape (examples, classes), got shape {values.shape}.")
+    return values.max(axis=1)
+
+
+def auroc(known_scores: ArrayLike, unknown_scores: ArrayLike) -> float:
+    """Area under the ROC curve for telling known (positive class) from unknown examples by score.
+
+    Higher scores must mean "known". 1.0: a threshold separates them perfectly; 0.5: no better than a
+    coin; below 0.5: the score ranks them the wrong way round.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    known, unknown = _numpy(known_scores).ravel(), _numpy(unknown_scores).ravel()
+    if len(known) == 0 or len(unknown) == 0:
+        raise ValueError("auroc needs at least one known and one unknown score.")
+    labels = np.concatenate([np.ones(len(known)), np.zeros(len(unknown))])
+    return float(roc_auc_score(labels, np.concatenate([known, unknown])))
+
+
+def threshold_keeping(known_scores: ArrayLike, keep: float = 0.95) -> float:
+    """The highest threshold that keeps at least the share ``keep`` of known examples (score >= threshold).
+
+    Choose it on validation data: with ``keep=0.95`` about 5% of known inputs would be rejected as
+    unknown; everything scoring below the threshold is answered with "unknown".
+    """
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep is a share of known examples in (0, 1], got {keep}.")
+    scores = np.sort(_numpy(known_scores).ravel())
+    if len(scores) == 0:
+        raise ValueError("threshold_keeping needs at least one known score.")
+    may_drop = math.floor(len(scores) * (1 - keep) + 1e-9)  # how many known examples may fall below
+    return float(scores[may_drop])
+
+
+def ood_summary(known_scores: ArrayLike, unknown_scores: ArrayLike, keep: float = 0.95) -> dict[str, float]:
+    """AUROC, the threshold keeping ``keep`` of known examples, and what that threshold does to both groups.
+
+    ``known_kept``: share of known examples at or above the threshold; ``unknown_rejected``: share of
+    unknown examples below it (caught); ``unknown_accepted``: the rest (still given a known label).
+    """
+    known, unknown = _numpy(known_scores).ravel(), _numpy(unknown_scores).ravel()
+    threshold = threshold_keeping(known, keep)
+    rejected = float(np.mean(unknown < threshold))
+    return {
+        "auroc": auroc(known, unknown),
+        "threshold": threshold,
+        "known_kept": float(np.mean(known >= threshold)),
+        "unknown_rejected": rejected,
+        "unknown_accepted": 1.0 - rejected,
+    }

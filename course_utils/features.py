@@ -1,0 +1,165 @@
+"""Feature extraction done right: run a frozen backbone once, cache its features, train only the head.
+
+With a frozen backbone every epoch would push the same images through the same (unchanging) network
+again. Computing the features once per split and training the head on them gives the same result many
+times faster (see ``benchmarks/bench_feature_cache.py``).
+
+**The trade-off: augmentation cannot apply to cached features.** Each image is seen through one fixed
+(eval) transform when its features are computed, so random crops, rotations or colour jitter would be
+frozen into the cache, the same "augmented" version every epoch. You choose:
+
+- caching (fast): :func:`compute_features` once, then :func:`train_head_on_features`;
+- augmentation (slower): the full model with a frozen body in :func:`course_utils.training.fit`, which
+  runs the backbone on freshly augmented images every epoch.
+
+Cache keys (:func:`feature_cache_key`) combine the backbone name, its weights, the list of sample paths
+and labels, and the transform's ``repr``: change any of them and the features are computed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from course_utils.files import atomic_write
+from course_utils.training import fit, model_device
+
+#: Features computed in this Python session, by cache key (see :func:`clear_feature_cache`).
+_MEMORY_CACHE: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def clear_feature_cache() -> None:
+    """Forget the features kept in memory (files in a ``cache_dir`` stay)."""
+    _MEMORY_CACHE.clear()
+
+
+def feature_cache_key(arch: str, weights: Any, samples: Sequence[Any], transform: Any) -> str:
+    """A short name that changes whenever the features would: ``"<arch>-<16 hex digits>"``.
+
+    ``weights`` names the backbone's weights (e.g. ``BackboneInfo.weights``); ``samples`` are
+    :class:`~course_utils.datasets.Sample` s or ``(path, label)`` pairs, in loader order; the transform
+    enters through its ``repr`` (which lists its steps and their settings).
+    """
+    description = {
+        "arch": arch,
+        "weights": str(weights),
+        "samples": [[str(sample[0]), int(sample[1])] for sample in samples],
+        "transform": repr(transform),
+    }
+    digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode("utf-8")).hexdigest()
+    return f"{arch}-{digest[:16]}"
+
+
+def _cache_file(cache_dir: str | os.PathLike[str], cache_key: str) -> Path:
+    return Path(cache_dir) / f"features-{cache_key}.pt"
+
+
+def compute_features(
+    backbone: nn.Module,
+    loader: Iterable,
+    device: torch.device | str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    cache_key: str | None = None,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``backbone`` (in eval mode, no gradients) over ``loader``; return ``(features, labels)``.
+
+    ``backbone`` outputs features, not class scores: use
+    :func:`course_utils.models.feature_extractor`. Results are float32 CPU tensors, one row per image, in
+    loader order (use a loader with ``shuffle=False``). With ``cache_key`` (see :func:`feature_cache_key`)
+    they are kept in memory for this session, and with ``cache_dir`` also on disk, so that a second call
+    (or a re-run notebook) returns at once.
+    """
+    if cache_dir is not None and cache_key is None:
+        raise ValueError("cache_dir needs a cache_key: build one with feature_cache_key(arch, weights, "
+                         "samples, transform).")
+    if cache_key is not None and cache_key in _MEMORY_CACHE:
+        return _MEMORY_CACHE[cache_key]
+    if cache_dir is not None and _cache_file(cache_dir, cache_key).is_file():
+        try:
+            stored = torch.load(_cache_file(cache_dir, cache_key), map_location="cpu", weights_only=True)
+            _MEMORY_CACHE[cache_key] = stored["features"], stored["labels"]
+        except Exception as error:  # noqa: BLE001 - an unreadable cache file is simply recomputed
+            print(f"⚠️ Ignoring the unreadable feature cache {_cache_file(cache_dir, cache_key)} ({error}).")
+        else:
+            if progress:
+                print(f"Features loaded from the cache: {_cache_file(cache_dir, cache_key)}")
+            return _MEMORY_CACHE[cache_key]
+
+    device = torch.device(device) if device is not None else model_device(backbone)
+    was_training = backbone.training
+    backbone.to(device).eval()
+    on_cuda = device.type == "cuda"
+    chunks, label_chunks = [], []
+    total = len(loader) if hasattr(loader, "__len__") else None
+    with torch.inference_mode():
+        for images, labels in tqdm(loader, total=total, desc="features", unit="batch", mininterval=1.0,
+                                   disable=not progress):
+            images = images.to(device, non_blocking=True)
+            if on_cuda and images.dim() == 4:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=on_cuda):
+                chunks.append(backbone(images).flatten(1).float().cpu())
+            label_chunks.append(labels.cpu())
+    backbone.train(was_training)
+    if not chunks:
+        raise ValueError("The loader yielded no batches: is the split empty?")
+    # Concatenating outside inference mode gives ordinary tensors that training can use.
+    features, labels = torch.cat(chunks), torch.cat(label_chunks).long()
+    if cache_key is not None:
+        _MEMORY_CACHE[cache_key] = features, labels
+    if cache_dir is not None:
+        with atomic_write(_cache_file(cache_dir, cache_key)) as temporary:
+            torch.save({"features": features, "labels": labels, "key": cache_key}, temporary)
+    return features, labels
+
+
+def feature_loader(features: torch.Tensor, labels: torch.Tensor, batch_size: int = 256,
+                   shuffle: bool = False, generator: torch.Generator | None = None) -> DataLoader:
+    """A DataLoader over cached features (no worker processes needed: the data are already tensors)."""
+    if len(features) != len(labels):
+        raise ValueError(f"{len(features)} feature rows but {len(labels)} labels.")
+    return DataLoader(TensorDataset(features, labels), batch_size=batch_size, shuffle=shuffle,
+                      generator=generator)
+
+
+def train_head_on_features(
+    head: nn.Module,
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    val_features: torch.Tensor,
+    val_labels: torch.Tensor,
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module | None = None,
+    scheduler: Any | None = None,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    early_stopping_patience: int | None = None,
+    generator: torch.Generator | None = None,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train ``head`` (for example a ``Linear(feature_dim, num_classes)``) on cached features with ``fit``.
+
+    Returns ``fit``'s history; the head ends with its best weights. Put it back on the backbone
+    afterwards, e.g. ``model.fc = head`` for a ResNet (see :func:`course_utils.models.find_head`).
+    ``generator`` (a seeded ``torch.Generator``) fixes the shuffling order.
+    """
+    train_loader = feature_loader(train_features, train_labels, batch_size, shuffle=True, generator=generator)
+    val_loader = feature_loader(val_features, val_labels, batch_size)
+    return fit(head, train_loader, val_loader, epochs=epochs, optimizer=optimizer, loss_fn=loss_fn,
+               scheduler=scheduler, device=device, early_stopping_patience=early_stopping_patience,
+               checkpoint_path=checkpoint_path, resume=resume, progress=progress)

@@ -1,0 +1,185 @@
+"""The training engine on a tiny synthetic problem: 2-D points, two classes split by a line."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from course_utils.checkpoints import load_checkpoint
+from course_utils.training import HISTORY_COLUMNS, evaluate_loss_accuracy, fit, train_one_epoch
+
+
+def points(n: int, seed: int) -> TensorDataset:
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(n, 2, generator=generator)
+    labels = (inputs[:, 0] + 0.5 * inputs[:, 1] > 0).long()
+    return TensorDataset(inputs, labels)
+
+
+class NoisyPoints(Dataset):
+    """Points with numpy and ``random`` noise added on every access, like a random augmentation."""
+
+    def __init__(self, base: TensorDataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        inputs, label = self.base[index]
+        noise = torch.tensor([np.random.normal(0, 0.05), random.gauss(0, 0.05)], dtype=torch.float32)
+        return inputs + noise, label
+
+
+def tiny_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 2))
+
+
+def loaders(seed: int = 0, train_size: int = 70, batch_size: int = 16):
+    train = DataLoader(NoisyPoints(points(train_size, 1)), batch_size=batch_size, shuffle=True,
+                       generator=torch.Generator().manual_seed(seed))
+    val = DataLoader(points(40, 2), batch_size=batch_size)
+    return train, val
+
+
+class WeightRecorder:
+    """A stand-in scheduler: fit calls ``step()`` once per epoch, so it records the weights of each epoch.
+
+    From ``worsen_after`` on it flips the learning rate's sign (gradient ascent), so the validation
+    accuracy peaks early and the best epoch is not the last one.
+    """
+
+    def __init__(self, model: nn.Module, optimizer, worsen_after: int | None = None) -> None:
+        self.model, self.optimizer, self.worsen_after = model, optimizer, worsen_after
+        self.snapshots: list[dict[str, torch.Tensor]] = []
+
+    def step(self) -> None:
+        self.snapshots.append({k: v.clone() for k, v in self.model.state_dict().items()})
+        if self.worsen_after is not None and len(self.snapshots) == self.worsen_after:
+            for group in self.optimizer.param_groups:
+                group["lr"] = -4 * abs(group["lr"])
+
+
+def test_loss_goes_down_and_history_has_the_documented_columns():
+    model = tiny_model()
+    train, val = loaders()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
+    history = fit(model, train, val, epochs=8, optimizer=optimizer, progress=False)
+    assert list(history.columns) == HISTORY_COLUMNS
+    assert history["epoch"].tolist() == list(range(1, 9))
+    assert history["train_loss"].iloc[-1] < 0.5 * history["train_loss"].iloc[0]
+    assert history["val_accuracy"].max() >= 0.9
+    assert (history["learning_rate"] == 0.3).all()
+    assert (history["seconds"] > 0).all()
+
+
+def test_best_weights_are_restored_when_validation_accuracy_peaks_early():
+    model = tiny_model()
+    train, val = loaders()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
+    recorder = WeightRecorder(model, optimizer, worsen_after=4)
+    history = fit(model, train, val, epochs=9, optimizer=optimizer, scheduler=recorder, progress=False)
+    ranked = history.sort_values(["val_accuracy", "val_loss"], ascending=[False, True])
+    best_epoch = int(ranked["epoch"].iloc[0])
+    assert history.attrs["best_epoch"] == best_epoch
+    assert best_epoch <= 5 and history["val_accuracy"].iloc[-1] < history["val_accuracy"].max()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, recorder.snapshots[best_epoch - 1][key]), key
+    _, accuracy = evaluate_loss_accuracy(model, val, nn.CrossEntropyLoss())
+    assert accuracy == pytest.approx(history["val_accuracy"].max())
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement():
+    model = tiny_model()
+    train, val = loaders()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
+    recorder = WeightRecorder(model, optimizer, worsen_after=4)
+    history = fit(model, train, val, epochs=30, optimizer=optimizer, scheduler=recorder,
+                  early_stopping_patience=2, progress=False)
+    assert len(history) == history.attrs["best_epoch"] + 2 < 30
+
+
+class FixedLogits(nn.Module):
+    """A 'model' that returns the logits stored for each example (its input is the example's index)."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(logits.clone())
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        return self.logits[index]
+
+
+def test_loss_and_accuracy_are_averaged_over_examples_not_batches():
+    # 5 examples in batches of 4 and 1: the first 4 are right, the last one is wrong.
+    logits = torch.tensor([[3.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 0.5], [4.0, 0.0]])
+    targets = torch.tensor([0, 1, 0, 1, 1])
+    loader = DataLoader(TensorDataset(torch.arange(5), targets), batch_size=4)
+    model = FixedLogits(logits)
+    loss, accuracy = evaluate_loss_accuracy(model, loader, nn.CrossEntropyLoss())
+    assert accuracy == pytest.approx(4 / 5)  # averaging the two batches would give (1 + 0) / 2
+    assert loss == pytest.approx(F.cross_entropy(logits, targets).item(), rel=1e-6)
+    # Training with a zero learning rate leaves the logits as they are: same figures from the train pass.
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    train_loss, train_accuracy = train_one_epoch(model, loader, optimizer, nn.CrossEntropyLoss())
+    assert (train_loss, train_accuracy) == pytest.approx((loss, accuracy), rel=1e-6)
+    history = fit(model, loader, loader, epochs=1, optimizer=optimizer, progress=False)
+    assert history["train_accuracy"].iloc[0] == pytest.approx(0.8)
+    assert history["val_loss"].iloc[0] == pytest.approx(loss, rel=1e-6)
+
+
+def run(epochs: int, checkpoint_path=None, resume: bool = False):
+    """Build everything from seed 0, as a notebook re-run after an interruption would."""
+    random.seed(0)
+    np.random.seed(0)
+    model = tiny_model(0)
+    train, val = loaders(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    history = fit(model, train, val, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
+                  checkpoint_path=checkpoint_path, resume=resume, progress=False,
+                  checkpoint_metadata={"arch": "tiny", "classes": ["left", "right"], "note": "kept"})
+    return history.drop(columns="seconds"), model
+
+
+def test_resume_reproduces_the_uninterrupted_history(tmp_path):
+    uninterrupted, full_model = run(6)
+    path = tmp_path / "last.pt"
+    first_part, _ = run(3, checkpoint_path=path)
+    assert first_part.equals(uninterrupted.iloc[:3])
+    torch.manual_seed(123)  # a different global state before resuming must not matter
+    resumed, resumed_model = run(6, checkpoint_path=path, resume=True)
+    assert resumed.equals(uninterrupted)
+    for key, value in full_model.state_dict().items():
+        assert torch.equal(value, resumed_model.state_dict()[key])
+    metadata = load_checkpoint(path)  # the per-epoch file is an ordinary, weights-only checkpoint
+    assert metadata["arch"] == "tiny" and metadata["classes"] == ["left", "right"]
+    assert metadata["epoch"] == 6 and metadata["extra"]["note"] == "kept"
+    # Resuming a finished run trains nothing more and returns the same history.
+    again, _ = run(6, checkpoint_path=path, resume=True)
+    assert again.equals(uninterrupted)
+
+
+def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path):
+    history, _ = run(2, checkpoint_path=tmp_path / "missing" / "last.pt", resume=True)
+    assert history["epoch"].tolist() == [1, 2]
+    assert (tmp_path / "missing" / "last.pt").is_file()
+
+
+def test_frozen_batchnorm_keeps_its_running_statistics():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    model[1].running_mean.fill_(0.25)
+    for parameter in list(model[0].parameters()) + list(model[1].parameters()):
+        parameter.requires_grad_(False)
+    train, val = loaders()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    fit(model, train, val, epochs=2, optimizer=torch.optim.SGD(trainable, lr=0.1), progress=False)
+    assert torch.all(model[1].running_mean == 0.25)
