@@ -319,23 +319,14 @@ def plot_confusion_matrix(targets: Any, predicted: Any, classes: Sequence[str], 
 
 
 def _classification_report_frame(targets: Any, predicted: Any, classes: Sequence[str]) -> pd.DataFrame:
-    """Per-class precision, recall, F1 and support, then accuracy, macro and weighted averages."""
-    from sklearn.metrics import classification_report
+    """:func:`course_utils.evaluation.classification_table` with the accuracy as a row before the averages."""
+    from course_utils.evaluation import classification_table
 
-    targets, predicted = _to_numpy(targets), _to_numpy(predicted)
-    report = classification_report(targets, predicted, labels=list(range(len(classes))),
-                                   target_names=[str(name) for name in classes],
-                                   output_dict=True, zero_division=0)
-    columns = ["precision", "recall", "f1-score", "support"]
-    rows = {name: report[str(name)] for name in classes}
-    rows["accuracy"] = {"precision": np.nan, "recall": np.nan,
-                        "f1-score": float(np.mean(targets == predicted)) if len(targets) else 0.0,
-                        "support": len(targets)}
-    rows["macro avg"] = report["macro avg"]
-    rows["weighted avg"] = report["weighted avg"]
-    table = pd.DataFrame.from_dict(rows, orient="index")[columns]
-    table["support"] = table["support"].astype(int)
-    return table.rename(columns={"f1-score": "f1"})
+    table = classification_table(_to_numpy(targets), _to_numpy(predicted), [str(name) for name in classes])
+    per_class = table.iloc[: len(classes)]
+    accuracy = pd.DataFrame({"precision": [np.nan], "recall": [np.nan], "f1": [table.attrs["accuracy"]],
+                             "support": [int(per_class["support"].sum())]}, index=["accuracy"])
+    return pd.concat([per_class, accuracy, table.iloc[len(classes):]])
 
 
 def plot_classification_report(targets: Any, predicted: Any, classes: Sequence[str], *,
