@@ -36,7 +36,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check course_utils tests benchmarks
 
 benchmark: $(STAMP)
-	$(BIN)/python benchmarks/run_benchmarks.py
+	$(BIN)/python benchmarks/bench_import.py
+	$(BIN)/python benchmarks/bench_synthetic.py
+	$(BIN)/python benchmarks/bench_feature_cache.py
 
 clean:
 	rm -rf build
