@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit notebooks smoke build check lint benchmark clean
+.PHONY: run test unit solutions build check lint benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: $(STAMP)
 
 unit: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests
+
+# Execute the solution notebooks in place (offline profile, outputs kept), then regenerate notebooks/.
+solutions: $(STAMP)
+	COURSE_PROFILE=offline COURSE_OUTPUT_DIR=$(CURDIR)/build/solutions \
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 solutions/*.ipynb
+	$(BIN)/course build
 
 build: $(STAMP)
 	$(BIN)/course build
