@@ -9,3 +9,9 @@ that needs them is imported.
 """
 
 __version__ = "0.1.0"
+
+import warnings as _warnings
+
+# Progress bars fall back to plain text when ipywidgets is missing; that is fine (and what executed
+# notebooks should hold), so tqdm's "IProgress not found" warning would only distract students.
+_warnings.filterwarnings("ignore", message="IProgress not found")
