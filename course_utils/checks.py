@@ -381,15 +381,14 @@ def check_all_frozen(model: nn.Module) -> None:
 
 
 def check_features(features: Any, labels: Any, samples: Sequence[Any], feature_dim: int) -> None:
-    """Check features computed for ``samples``: one row per image, ``feature_dim`` columns, labels in order."""
+    """Check the features of ``samples``: one row per image, ``feature_dim`` columns, labels in order."""
     if not isinstance(features, torch.Tensor) or features.dim() != 2:
         shape = tuple(features.shape) if hasattr(features, "shape") else type(features).__name__
         _fail(f"Expected a 2-D tensor of features (images, {feature_dim}), got {shape}.")
     if features.shape[1] != feature_dim:
-        hint = (" These are class scores: run models.feature_extractor(model), whose head is nn.Identity, "
-                "not the model itself." if features.shape[1] < feature_dim else "")
-        _fail(f"Each image has {features.shape[1]} values, but the backbone gives {feature_dim} features."
-              f"{hint}")
+        _fail(f"Each image has {features.shape[1]} values, but the backbone gives {feature_dim} features: "
+              "run models.feature_extractor(model), whose head is nn.Identity; the model itself gives "
+              "class scores.")
     if len(features) != len(samples) or len(labels) != len(samples):
         _fail(f"{len(features)} feature rows and {len(labels)} labels for {len(samples)} images: run the "
               "backbone over every image of the split exactly once (drop_last must stay False).")
@@ -400,3 +399,108 @@ def check_features(features: Any, labels: Any, samples: Sequence[Any], feature_d
     if not torch.isfinite(features).all():
         _fail("The features contain NaN or infinite values.")
     _passed(f"{len(features)} images, {feature_dim} features each, labels in sample order.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Lesson 1: the training step
+# ----------------------------------------------------------------------------------------------------------
+
+
+def check_training_step(train_step: Callable[..., Any]) -> None:
+    """Check ``train_step(model, images, labels, optimizer, loss_fn) -> loss``: one optimisation step.
+
+    The step must clear old gradients, compute the loss of this batch, backpropagate, update the weights and
+    return the loss. The check runs it on a tiny linear model whose gradients hold a stale value from an
+    earlier batch, then compares the update with the gradient of this batch's loss.
+    """
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(8, 4, generator=generator), torch.arange(8) % 3
+    model, loss_fn = nn.Linear(4, 3), nn.CrossEntropyLoss()
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(3, 4, generator=generator))
+        model.bias.zero_()
+    reference = nn.Linear(4, 3)
+    reference.load_state_dict(model.state_dict())
+    reference_loss = loss_fn(reference(images), labels)
+    reference_loss.backward()
+    expected_loss = reference_loss.item()
+    stale = 5.0  # a gradient left over from an earlier batch
+    for parameter in model.parameters():
+        parameter.grad = torch.full_like(parameter, stale)
+    before = [parameter.detach().clone() for parameter in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)  # lr 1: the update equals the gradient used
+    result = train_step(model, images, labels, optimizer, loss_fn)
+    updates = [b - p.detach() for b, p in zip(before, model.parameters(), strict=True)]
+    wanted = [p.grad for p in reference.parameters()]
+
+    def update_is(gradients: list[torch.Tensor]) -> bool:
+        return all(torch.allclose(u, g, atol=1e-5) for u, g in zip(updates, gradients, strict=True))
+
+    if update_is([torch.zeros_like(u) for u in updates]):
+        gradients = [p.grad for p in model.parameters()]
+        if all(g is None or not g.any() for g in gradients):
+            _fail("The weights did not change and the gradients are empty: call optimizer.zero_grad() first, "
+                  "then loss.backward(), then optimizer.step() (zero_grad after backward wipes the gradients).")
+        _fail("The weights did not change: call optimizer.step() after loss.backward().")
+    if update_is([g + stale for g in wanted]):
+        _fail("The update mixed in gradients left over from the previous batch: call optimizer.zero_grad() "
+              "at the start of the step (PyTorch adds new gradients to the old ones).")
+    if update_is([torch.full_like(u, stale) for u in updates]):
+        _fail("The weights moved by the old gradients only: call loss.backward() before optimizer.step() "
+              "to compute the gradients of this batch.")
+    if not update_is(wanted):
+        _fail("The weights changed, but not by the gradient of this batch's loss: compute "
+              "loss = loss_fn(model(images), labels), then loss.backward() and optimizer.step() once.")
+    if result is None:
+        _fail("The step returns None: return the loss (loss.item()) so the loop can report it.")
+    try:
+        value = float(result.detach()) if isinstance(result, torch.Tensor) else float(result)
+    except (TypeError, ValueError, RuntimeError):
+        _fail(f"The step returns {type(result).__name__}; return the loss as a number: loss.item().")
+    if not math.isclose(value, expected_loss, rel_tol=1e-4, abs_tol=1e-6):
+        _fail(f"The step returns {value:.4g}, but this batch's loss is {expected_loss:.4g}: return "
+              "loss.item() of the loss you called backward() on.")
+    _passed("The step clears old gradients, backpropagates this batch's loss, updates the weights and "
+            "returns the loss.")
+
+
+def check_held_out_types(split: Any, source: Any, held_out: Sequence[str]) -> None:
+    """Check lesson 4's unknown-class split against the split with every sign type it was built from.
+
+    ``split`` has the known classes plus "unknown"; ``source`` is the split of all sign types
+    (``load_dataset(..., classes="all")``); ``held_out`` are sign types that must never be trained on, not
+    even as "unknown": they may appear only in the test part, which keeps every image of ``source.test``.
+    """
+    type_of = {sample.path: source.classes[sample.label]
+               for part in (source.train, source.val, source.test) for sample in part}
+    held = set(held_out)
+    for name in ("train", "val", "test"):
+        part = getattr(split, name)
+        if name != "test":
+            found = [type_of.get(sample.path) for sample in part if type_of.get(sample.path) in held]
+            if found:
+                _fail(f"{len(found)} image(s) of the held-out sign type(s) {sorted(set(found))} are in {name}: "
+                      "drop them from train and val (only), so that the test shows how the model treats sign "
+                      "types it never saw.")
+        kept = {sample.path for sample in part}
+        lost = [type_of[sample.path] for sample in getattr(source, name)
+                if sample.path not in kept and (name == "test" or type_of[sample.path] not in held)]
+        if lost:
+            where = "every test image, held-out types included" if name == "test" else \
+                "every image of the sign types that are not held out"
+            _fail(f"The {name} part lost {len(lost)} image(s) of {sorted(set(lost))[:5]}: keep {where}.")
+        for sample in part:
+            sign = type_of.get(sample.path)
+            name_wanted = sign if sign in split.classes else UNKNOWN_CLASS
+            if name_wanted not in split.classes:
+                continue  # check_unknown_layout reports a missing "unknown" class
+            wanted = split.classes.index(name_wanted)
+            if sample.label != wanted:
+                _fail(f"A {sign!r} image in {name} has label {sample.label} ({split.classes[sample.label]!r}), "
+                      f"expected {wanted} ({split.classes[wanted]!r}): relabel with splits.with_unknown_class.")
+    missing = sorted(held - {type_of[sample.path] for sample in split.test})
+    if missing:
+        _fail(f"The held-out sign type(s) {missing} have no test images: hold out types that the data set has.")
+    in_test = sum(type_of[sample.path] in held for sample in split.test)
+    _passed(f"{len(held)} held-out sign type(s) appear only in test ({in_test} images); train and val keep "
+            "every other sign type.")

@@ -67,6 +67,24 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
 #: Per-lesson overrides of :data:`PROFILE_DEFAULTS` (for example more epochs where a lesson trains longer).
 #: Each lesson's author edits only that lesson's entry.
 LESSON_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {lesson: {} for lesson in LESSONS}
+# Lesson 1's CNN sees 64x64 images in every profile: sign photos are mostly smaller than that (upscaling adds no
+# detail), and its three blocks see a third of a 64-pixel image but only a tiny patch of a 224-pixel one.
+# Smaller batches give it more weight updates per epoch; smoke needs 2 epochs (one by hand, one with fit).
+LESSON_DEFAULTS["01_cnn_from_scratch"] = {"full": {"image_size": 64, "epochs": 15},
+                                          "offline": {"image_size": 64, "batch_size": 32, "epochs": 10},
+                                          "smoke": {"image_size": 64, "epochs": 2}}
+# Lesson 2 trains only a linear head on cached features: epochs cost a fraction of a second each.
+LESSON_DEFAULTS["02_feature_extraction"] = {"full": {"epochs": 30}, "offline": {"epochs": 30},
+                                            "smoke": {"epochs": 3}}
+# Lesson 3 fine-tunes: every epoch runs the backbone forwards and backwards, so offline uses 64-pixel images
+# and few epochs to stay at a few CPU minutes; "feature_epochs" trains its feature-extraction baseline head.
+LESSON_DEFAULTS["03_fine_tuning"] = {"full": {"epochs": 5, "feature_epochs": 30},
+                                     "offline": {"image_size": 64, "batch_size": 32, "epochs": 4,
+                                                 "feature_epochs": 30},
+                                     "smoke": {"epochs": 1, "feature_epochs": 2}}
+# Lesson 4 trains two linear heads (four classes; four plus "unknown") on cached features, like lesson 2.
+LESSON_DEFAULTS["04_unknown_class"] = {"full": {"epochs": 30}, "offline": {"epochs": 30},
+                                       "smoke": {"epochs": 3}}
 
 
 def profile_defaults(profile: str) -> dict[str, Any]:

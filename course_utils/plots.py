@@ -253,6 +253,9 @@ def plot_history(history: pd.DataFrame | Mapping[str, pd.DataFrame], *,
                             color=color if name else ("C0" if part == "train" else "C1"), label=label)
         if "val_accuracy" in table and len(table):
             best = int(np.nanargmax(table["val_accuracy"].to_numpy()))
+            kept = table.attrs.get("best_epoch")  # fit's choice: ties broken by the lower validation loss
+            if kept is not None and (epochs == kept).any():
+                best = int(np.flatnonzero((epochs == kept).to_numpy())[0])
             best_epoch, best_accuracy = epochs.iloc[best], table["val_accuracy"].iloc[best]
             for ax in (loss_ax, accuracy_ax):
                 ax.axvline(best_epoch, color=color if name else "gray", linestyle=":", linewidth=1)

@@ -270,3 +270,156 @@ def test_check_threshold(capsys):
         checks.check_threshold(0.0, scores, 0.95)
     with fails("NaN"):
         checks.check_threshold(float("nan"), torch.tensor(scores), 0.95)
+
+
+# ---------------------------------------------------------------------------------------------- lesson 2
+
+
+def test_check_all_frozen(capsys):
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    with fails("26 of the model's 26 parameters are still trainable"):
+        checks.check_all_frozen(model)
+    model.requires_grad = False  # a common slip: sets an attribute, freezes nothing
+    with fails("only sets a new attribute"):
+        checks.check_all_frozen(model)
+    del model.requires_grad
+    for parameter in model[0].parameters():
+        parameter.requires_grad = False
+    with fails("10 of the model's 26 parameters are still trainable"):
+        checks.check_all_frozen(model)
+    model.requires_grad_(False)
+    assert "All 26 parameters are frozen" in passes(capsys, checks.check_all_frozen, model)
+
+
+def test_check_features(capsys):
+    class Sample(NamedTuple):
+        path: Path
+        label: int
+        group: str
+
+    samples = [Sample(Path(f"{index}.png"), index % 3, str(index)) for index in range(6)]
+    labels = torch.tensor([sample.label for sample in samples])
+    features = torch.randn(6, 8)
+    assert "6 images, 8 features each" in passes(capsys, checks.check_features, features, labels, samples, 8)
+    with fails("Each image has 3 values.*feature_extractor"):
+        checks.check_features(torch.randn(6, 3), labels, samples, 8)
+    with fails("Expected a 2-D tensor"):
+        checks.check_features(torch.randn(6, 8, 1, 1), labels, samples, 8)
+    with fails("5 feature rows and 5 labels for 6 images"):
+        checks.check_features(features[:5], labels[:5], samples, 8)
+    with fails("shuffle=False"):
+        checks.check_features(features, labels.flip(0), samples, 8)
+    broken = features.clone()
+    broken[0, 0] = float("nan")
+    with fails("NaN"):
+        checks.check_features(broken, labels, samples, 8)
+
+
+def test_check_training_step(capsys):
+    def right(model, images, labels, optimizer, loss_fn):
+        optimizer.zero_grad()
+        loss = loss_fn(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    assert "clears old gradients" in passes(capsys, checks.check_training_step, right)
+
+    def no_zero_grad(model, images, labels, optimizer, loss_fn):
+        loss = loss_fn(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    def zero_grad_too_late(model, images, labels, optimizer, loss_fn):
+        loss = loss_fn(model(images), labels)
+        loss.backward()
+        optimizer.zero_grad()
+        optimizer.step()
+        return loss.item()
+
+    def no_step(model, images, labels, optimizer, loss_fn):
+        optimizer.zero_grad()
+        loss = loss_fn(model(images), labels)
+        loss.backward()
+        return loss.item()
+
+    def no_backward(model, images, labels, optimizer, loss_fn):
+        loss = loss_fn(model(images), labels)
+        optimizer.step()
+        return loss.item()
+
+    def two_steps(model, images, labels, optimizer, loss_fn):
+        for _ in range(2):
+            optimizer.zero_grad()
+            loss = loss_fn(model(images), labels)
+            loss.backward()
+            optimizer.step()
+        return loss.item()
+
+    def no_return(model, images, labels, optimizer, loss_fn):
+        right(model, images, labels, optimizer, loss_fn)
+
+    def returns_accuracy(model, images, labels, optimizer, loss_fn):
+        right(model, images, labels, optimizer, loss_fn)
+        return 0.5
+
+    with fails("previous batch.*zero_grad"):
+        checks.check_training_step(no_zero_grad)
+    with fails("gradients are empty.*zero_grad after backward"):
+        checks.check_training_step(zero_grad_too_late)
+    with fails("did not change: call optimizer.step"):
+        checks.check_training_step(no_step)
+    with fails("old gradients only.*loss.backward"):
+        checks.check_training_step(no_backward)
+    with fails("not by the gradient of this batch"):
+        checks.check_training_step(two_steps)
+    with fails("returns None"):
+        checks.check_training_step(no_return)
+    with fails("returns 0.5.*loss.item"):
+        checks.check_training_step(returns_accuracy)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Lesson 4: held-out sign types
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _held_out_source():
+    """A split of three sign types (stop known; road_work and keep_right others), one track per part."""
+    classes = ["stop", "road_work", "keep_right"]
+    parts = {name: [_Sample(Path(f"{sign}/{name}_{frame}.png"), label, f"{sign}/{name}")
+                    for label, sign in enumerate(classes) for frame in range(2)]
+             for name in ("train", "val", "test")}
+    return SimpleNamespace(classes=classes, **parts)
+
+
+def _held_out_layout(source, held_out=("keep_right",), drop_from=("train", "val")):
+    """The right answer: held-out types dropped from ``drop_from``, others folded into "unknown"."""
+    classes = ["stop", "unknown"]
+    parts = {}
+    for name in ("train", "val", "test"):
+        samples = [s for s in getattr(source, name)
+                   if not (name in drop_from and source.classes[s.label] in held_out)]
+        parts[name] = [_Sample(s.path, 0 if source.classes[s.label] == "stop" else 1, s.group) for s in samples]
+    return SimpleNamespace(classes=classes, **parts)
+
+
+def test_check_held_out_types(capsys):
+    source = _held_out_source()
+    assert "only in test (2 images)" in passes(capsys, checks.check_held_out_types,
+                                                  _held_out_layout(source), source, ["keep_right"])
+    with fails("2 image.*held-out sign type.*keep_right.*are in train"):
+        checks.check_held_out_types(_held_out_layout(source, drop_from=("val",)), source, ["keep_right"])
+    with fails("test part lost 2 image.*keep_right.*held-out types included"):
+        checks.check_held_out_types(_held_out_layout(source, drop_from=("train", "val", "test")), source,
+                                    ["keep_right"])
+    with fails("train part lost 2 image.*road_work.*not held out"):
+        checks.check_held_out_types(_held_out_layout(source, held_out=("keep_right", "road_work")), source,
+                                    ["keep_right"])
+    wrong = _held_out_layout(source)
+    wrong.test[0] = wrong.test[0]._replace(label=1)
+    with fails("'stop' image in test has label 1 \\('unknown'\\), expected 0"):
+        checks.check_held_out_types(wrong, source, ["keep_right"])
+    with fails("held-out sign type.*'yield'.*no test images"):
+        checks.check_held_out_types(_held_out_layout(source), source, ["keep_right", "yield"])

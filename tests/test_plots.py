@@ -155,6 +155,14 @@ def test_history_has_two_panels_integer_ticks_and_best_epoch():
     assert star.get_marker() == "*" and list(star.get_xdata()) == [3]
 
 
+def test_history_marks_the_epoch_fit_kept_when_accuracies_tie():
+    table = history_table(best=2)
+    table.loc[table["epoch"] == 4, "val_accuracy"] = 0.9  # a tie; fit kept epoch 4 (lower validation loss)
+    table.attrs["best_epoch"] = 4
+    legend = [text.get_text() for text in plots.plot_history(table).axes[1].get_legend().get_texts()]
+    assert legend[-1] == "best epoch 4 (90.0%)"
+
+
 def test_history_compares_several_runs():
     figure = plots.plot_history({"feature extraction": history_table(best=2),
                                  "fine-tuning": history_table(best=4)}, title="Two runs")
