@@ -79,7 +79,7 @@ LESSON_DEFAULTS["02_feature_extraction"] = {"full": {"epochs": 30}, "offline": {
 # Lesson 3 fine-tunes: every epoch runs the backbone forwards and backwards, so offline uses 64-pixel images
 # and few epochs to stay at a few CPU minutes; "feature_epochs" trains its feature-extraction baseline head.
 LESSON_DEFAULTS["03_fine_tuning"] = {"full": {"epochs": 5, "feature_epochs": 30},
-                                     "offline": {"image_size": 64, "batch_size": 32, "epochs": 4,
+                                     "offline": {"image_size": 64, "batch_size": 32, "epochs": 6,
                                                  "feature_epochs": 30},
                                      "smoke": {"epochs": 1, "feature_epochs": 2}}
 # Lesson 4 trains two linear heads (four classes; four plus "unknown") on cached features, like lesson 2.
