@@ -92,3 +92,24 @@ def test_student_notebook_runs_up_to_its_first_exercise_stub(lesson, tmp_path, m
     assert failed == [first_stub], f"{lesson}: cells {failed} failed, expected only the first stub {first_stub}"
     assert raised.value.ename == "NotImplementedError"
     assert expected.group(1) in raised.value.evalue
+
+
+def test_course_run_executes_a_real_lesson_and_reports_it(tmp_path, monkeypatch):
+    from course_utils import reporting
+    from course_utils.cli import main
+
+    monkeypatch.setenv("COURSE_DATA_DIR", os.environ.get("COURSE_DATA_DIR", str(tmp_path / "data")))
+    output = tmp_path / "workshop"
+    code = main(["run", "01", "--profile", "smoke", "--output", str(output), "--quiet",
+                 "--solutions", str(SOLUTIONS), "-p", "EPOCHS", "2"])
+    assert code == 0
+
+    lesson = config.LESSONS[0]
+    executed = nbformat.read(output / lesson / f"{lesson}.ipynb", as_version=4)
+    assert not [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    metrics = reporting.read_metrics(output / lesson)
+    assert (metrics["profile"], metrics["epochs"]) == ("smoke", 2)
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    report = (output / "report.md").read_text()
+    row = next(line for line in report.splitlines() if lesson in line and "|" in line)
+    assert "smoke" in row and "synthetic-signs" in row
