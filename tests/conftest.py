@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbformat.v4 import new_notebook
 from PIL import Image
 
 
@@ -40,3 +42,13 @@ def make_image_folder(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+def python_notebook(cells: list, folder: Path | None = None, name: str | None = None) -> nbformat.NotebookNode:
+    """A notebook with the ``python3`` kernelspec holding ``cells``; written to ``folder/name.ipynb`` if given."""
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb.cells = list(cells)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, str(folder / f"{name}.ipynb"))
+    return nb

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from conftest import python_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
 from course_utils import prefetch as prefetch_module
 from course_utils.cli import main
@@ -21,9 +22,7 @@ PARAMETERS = (
 
 def write_lesson(folder: Path, name: str, fail: bool = False) -> None:
     """A fixture lesson with badges, set-up and parameters cells, an exercise and metrics.json."""
-    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                               "language": "python"}})
-    nb.cells = [
+    python_notebook([
         new_markdown_cell("", metadata={"tags": ["badges"]}),
         new_code_cell("", metadata={"tags": ["setup"]}),
         new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
@@ -32,9 +31,7 @@ def write_lesson(folder: Path, name: str, fail: bool = False) -> None:
         new_code_cell("raise RuntimeError('out of memory')" if fail else "assert double(EPOCHS) > EPOCHS"),
         new_code_cell("import json, pathlib\npathlib.Path(OUTPUT_DIR, 'metrics.json').write_text(json.dumps("
                       "{'profile': PROFILE, 'arch': ARCH, 'epochs': EPOCHS, 'val_accuracy': 0.75}))"),
-    ]
-    folder.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(folder / f"{name}.ipynb"))
+    ], folder, name)
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from conftest import python_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
 from course_utils import config
 from course_utils.notebook_tools import (
@@ -54,14 +55,12 @@ EXERCISES = (
 
 def lesson_notebook(*code: str) -> nbformat.NotebookNode:
     """A small solution notebook: badges, set-up, parameters and the given code cells, with outputs."""
-    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                               "language": "python"}})
-    nb.cells = [
+    nb = python_notebook([
         new_markdown_cell("old badges", metadata={"tags": ["badges"]}),
         new_code_cell("print('old set-up')", metadata={"tags": ["setup"]}),
         new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
         new_markdown_cell("### Exercise 1\nWrite `same_padding`."),
-    ]
+    ])
     for number, source in enumerate(code, start=1):
         timing = {"iopub.status.idle": "2024-01-01T00:00:00Z"}
         cell = new_code_cell(source, execution_count=number, metadata={"execution": timing, "scrolled": True})

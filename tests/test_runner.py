@@ -7,7 +7,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from conftest import python_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
 from course_utils.notebook_tools import Parameter
 from course_utils.runner import (
@@ -42,17 +43,13 @@ WRITE_METRICS = (
 
 def write_lesson(folder: Path, name: str, fail: bool = False) -> Path:
     """A fixture lesson: parameters cell, an optional failing cell, then metrics.json."""
-    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                               "language": "python"}})
-    nb.cells = [new_markdown_cell(f"# {name}"), new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
-                new_code_cell("total = EPOCHS * 2")]
+    cells = [new_markdown_cell(f"# {name}"), new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
+             new_code_cell("total = EPOCHS * 2")]
     if fail:
-        nb.cells.append(new_code_cell("value = total + 1\nraise ValueError('the loss is NaN')"))
-    nb.cells.append(new_code_cell(WRITE_METRICS))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.ipynb"
-    nbformat.write(nb, str(path))
-    return path
+        cells.append(new_code_cell("value = total + 1\nraise ValueError('the loss is NaN')"))
+    cells.append(new_code_cell(WRITE_METRICS))
+    python_notebook(cells, folder, name)
+    return folder / f"{name}.ipynb"
 
 
 def test_lessons_are_found_by_number_name_or_topic(tmp_path):
@@ -109,8 +106,7 @@ def test_unknown_or_reserved_parameters_are_refused_before_anything_runs(tmp_pat
 
 def test_parameters_go_to_the_lessons_that_declare_them(tmp_path):
     write_lesson(tmp_path, "01_a")
-    nbformat.write(new_notebook(cells=[new_code_cell("SEED = 0  # seed", metadata={"tags": ["parameters"]})]),
-                   str(tmp_path / "02_b.ipynb"))
+    python_notebook([new_code_cell("SEED = 0  # seed", metadata={"tags": ["parameters"]})], tmp_path, "02_b")
     values = lesson_parameters(["01_a", "02_b"], {"epochs": "4", "SEED": "1"}, tmp_path)
     assert values == {"01_a": {"EPOCHS": 4}, "02_b": {"SEED": 1}}
 
