@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from course_utils.datasets import list_unlabeled_images, load_rgb
 from course_utils.files import atomic_write
 from course_utils.training import model_device
 
@@ -92,18 +93,6 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | str | Non
     return _from_logits(torch.cat(all_logits), targets)
 
 
-def _load_image(path: Path):
-    """Open any image as RGB (with course_utils.datasets.load_rgb when available)."""
-    try:
-        from course_utils.datasets import load_rgb
-    except ImportError:  # pragma: no cover - datasets.py is part of the package
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    return load_rgb(path)
-
-
 def predict_image(model: nn.Module, path: str | os.PathLike[str], transform: Callable,
                   classes: Sequence[str], device: torch.device | str | None = None) -> pd.Series:
     """Class probabilities for one image file, highest first (a Series: class name -> probability).
@@ -112,7 +101,7 @@ def predict_image(model: nn.Module, path: str | os.PathLike[str], transform: Cal
     ``transform`` (use the model's *eval* transform) resizes it to the size the model expects.
     """
     device = torch.device(device) if device is not None else model_device(model)
-    image = transform(_load_image(Path(path)))
+    image = transform(load_rgb(Path(path)))
     was_training = model.training
     model.eval()
     with torch.inference_mode():
@@ -124,14 +113,6 @@ def predict_image(model: nn.Module, path: str | os.PathLike[str], transform: Cal
         )
     series = pd.Series(probabilities.numpy(), index=list(classes), name=Path(path).name)
     return series.sort_values(ascending=False)
-
-
-def _list_images(folder: Path) -> list[Path]:
-    try:
-        from course_utils.datasets import list_unlabeled_images
-    except ImportError:  # pragma: no cover - datasets.py is part of the package
-        return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    return list_unlabeled_images(folder)
 
 
 def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: Callable,
@@ -146,7 +127,7 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
     """
     folder = Path(folder)
     device = torch.device(device) if device is not None else model_device(model)
-    paths = _list_images(folder)
+    paths = list_unlabeled_images(folder)
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
     batch: list[torch.Tensor] = []
@@ -168,7 +149,7 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
     model.eval()
     for path in tqdm(paths, desc="predict", unit="image", mininterval=1.0, disable=not progress):
         try:
-            tensor = transform(_load_image(path))
+            tensor = transform(load_rgb(path))
         except (OSError, ValueError, SyntaxError) as error:
             skipped.append(f"{path.name} ({type(error).__name__})")
             continue

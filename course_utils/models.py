@@ -487,9 +487,10 @@ def _imagenet_preprocess(image: Any, info: BackboneInfo) -> torch.Tensor:
     from PIL import Image
     from torchvision.transforms import v2
 
+    from course_utils.datasets import load_rgb
+
     if isinstance(image, (str, Path)):
-        with Image.open(image) as opened:
-            image = opened.convert("RGB")
+        image = load_rgb(image)
     elif isinstance(image, Image.Image):
         image = image.convert("RGB")
     else:  # a numpy array (H, W, 3) of uint8, as scikit-learn's load_sample_image returns

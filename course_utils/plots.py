@@ -26,6 +26,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 from PIL import Image
 
+from course_utils.datasets import load_rgb
+
 CORRECT_COLOR = "tab:green"
 MISTAKE_COLOR = "tab:red"
 MANY_CLASSES = 12  # above this many classes, plots switch to a compact layout
@@ -39,23 +41,13 @@ def _to_numpy(values: Any) -> np.ndarray:
     return np.asarray(values)
 
 
-def _open_rgb(path: str | os.PathLike[str]) -> Image.Image:
-    """Open an image file as RGB, with the package's robust loader when it is available."""
-    try:
-        from course_utils.datasets import load_rgb
-    except ImportError:  # the data module is optional for plotting
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    return load_rgb(path)
-
-
 def _display_array(image: Any, mean: Sequence[float] | None = None,
                    std: Sequence[float] | None = None) -> np.ndarray:
     """An ``H x W x C`` (or ``H x W``) array ready for ``imshow``, normalisation undone, floats in [0, 1]."""
     if hasattr(image, "path") and not isinstance(image, (str, os.PathLike)):  # a Sample
         image = image.path
     if isinstance(image, (str, os.PathLike)):
-        image = _open_rgb(image)
+        image = load_rgb(image)
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
     array = _to_numpy(image)
@@ -221,7 +213,7 @@ def plot_augmentations(image: Any, transform: Callable[[Image.Image], Any], *, c
 
     Pass the ``mean`` and ``std`` of the transform's ``Normalize`` so the colours look right.
     """
-    original = image if isinstance(image, Image.Image) else _open_rgb(image)
+    original = image if isinstance(image, Image.Image) else load_rgb(image)
     pictures = [np.asarray(original.convert("RGB"))]
     pictures += [_display_array(transform(original), mean, std) for _ in range(count)]
     titles = ["original"] + [f"augmented {number}" for number in range(1, count + 1)]

@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from course_utils.config import TARGET_SIGNS
+from course_utils.files import write_json_atomic
 
 #: Sign types that are not among the four targets; lesson 4 folds them into "unknown".
 OTHER_SIGNS: tuple[str, ...] = (
@@ -441,8 +442,7 @@ def generate_signs(
                 bar.update(frames_per_track)
         record = {"settings": settings,
                   "counts": {name: tracks_per_class * frames_per_track for name in settings["classes"]}}
-        (partial / (MANIFEST_NAME + ".tmp")).write_text(json.dumps(record, indent=2))
-        os.replace(partial / (MANIFEST_NAME + ".tmp"), partial / MANIFEST_NAME)
+        write_json_atomic(partial / MANIFEST_NAME, record)
         if folder.exists():  # left by an interrupted run of an older layout, or finished meanwhile
             if _read_manifest(folder) == record:
                 shutil.rmtree(partial)
