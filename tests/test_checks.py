@@ -364,20 +364,18 @@ def test_check_training_step(capsys):
         right(model, images, labels, optimizer, loss_fn)
         return 0.5
 
-    with fails("previous batch.*zero_grad"):
-        checks.check_training_step(no_zero_grad)
-    with fails("gradients are empty.*zero_grad after backward"):
-        checks.check_training_step(zero_grad_too_late)
-    with fails("did not change: call optimizer.step"):
-        checks.check_training_step(no_step)
-    with fails("old gradients only.*loss.backward"):
-        checks.check_training_step(no_backward)
-    with fails("not by the gradient of this batch"):
-        checks.check_training_step(two_steps)
-    with fails("returns None"):
-        checks.check_training_step(no_return)
-    with fails("returns 0.5.*loss.item"):
-        checks.check_training_step(returns_accuracy)
+    wrong_answers = [
+        (no_zero_grad, "previous batch.*zero_grad"),
+        (zero_grad_too_late, "gradients are empty.*zero_grad after backward"),
+        (no_step, "did not change: call optimizer.step"),
+        (no_backward, "old gradients only.*loss.backward"),
+        (two_steps, "not by the gradient of this batch"),
+        (no_return, "returns None"),
+        (returns_accuracy, "returns 0.5.*loss.item"),
+    ]
+    for wrong_answer, message in wrong_answers:
+        with fails(message):
+            checks.check_training_step(wrong_answer)
 
 
 # ----------------------------------------------------------------------------------------------------------
