@@ -29,8 +29,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from course_utils.backbones import load_backbone
 from course_utils.features import compute_features, train_head_on_features
-from course_utils.models import feature_extractor, find_head, freeze_backbone, load_backbone, replace_head
+from course_utils.models import feature_extractor, find_head, freeze_backbone, replace_head
 from course_utils.training import fit
 
 EPOCHS, TRAIN_IMAGES, VAL_IMAGES, IMAGE_SIZE, CLASSES, BATCH_SIZE = 10, 512, 128, 96, 4, 64
@@ -72,14 +73,14 @@ def main() -> None:
     start = time.perf_counter()
     backbone = feature_extractor(model)
     train_features, train_labels = compute_features(backbone, DataLoader(train, batch_size=BATCH_SIZE),
-                                                    progress=False)
+                                                    verbose=False)
     val_features, val_labels = compute_features(backbone, DataLoader(val, batch_size=BATCH_SIZE),
-                                                progress=False)
+                                                verbose=False)
     features_seconds = time.perf_counter() - start
     cached = train_head_on_features(
         head, train_features, train_labels, val_features, val_labels, epochs=EPOCHS, batch_size=BATCH_SIZE,
         optimizer=torch.optim.SGD(head.parameters(), lr=0.05, momentum=0.9),
-        generator=torch.Generator().manual_seed(0), progress=False)
+        generator=torch.Generator().manual_seed(0), verbose=False)
     cached_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -87,7 +88,7 @@ def main() -> None:
                               generator=torch.Generator().manual_seed(0))
     trainable = [p for p in model.parameters() if p.requires_grad]
     per_epoch = fit(model, train_loader, DataLoader(val, batch_size=BATCH_SIZE), epochs=EPOCHS,
-                    optimizer=torch.optim.SGD(trainable, lr=0.05, momentum=0.9), progress=False)
+                    optimizer=torch.optim.SGD(trainable, lr=0.05, momentum=0.9), verbose=False)
     per_epoch_seconds = time.perf_counter() - start
 
     columns = ["train_loss", "train_accuracy", "val_loss", "val_accuracy"]

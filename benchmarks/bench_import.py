@@ -2,7 +2,7 @@
 
 The package defers torch, torchvision, timm and the plotting libraries to the modules that need them, so
 the top-level import (and ``course --help``) stays quick. Target: under 2 s. Prints the median of five
-fresh interpreters for the bare interpreter, ``import course_utils`` and ``import course_utils.cli``.
+fresh interpreters for the bare interpreter, ``import course_utils`` and ``import course_tools.cli``.
 
     .venv/bin/python benchmarks/bench_import.py
 """
@@ -26,7 +26,7 @@ def median_seconds(code: str, runs: int = 5) -> float:
 
 def main() -> None:
     bare = median_seconds("pass")
-    for code in ("import course_utils", "import course_utils.cli", "import course_utils.models"):
+    for code in ("import course_utils", "import course_tools.cli", "import course_utils.models"):
         seconds = median_seconds(code)
         print(f"{code:<32} {seconds:6.2f} s  ({seconds - bare:5.2f} s over a bare interpreter)")
 

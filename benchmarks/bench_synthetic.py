@@ -21,11 +21,11 @@ def main() -> None:
     settings = {"classes": ALL_SIGNS, "tracks_per_class": 14, "frames_per_track": 8, "seed": 0}
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
-        folder = generate_signs(Path(root), **settings, progress=False)
+        folder = generate_signs(Path(root), **settings, verbose=False)
         fresh = time.perf_counter() - start
         count = len(list(folder.rglob("*.png")))
         start = time.perf_counter()
-        generate_signs(Path(root), **settings, progress=False)
+        generate_signs(Path(root), **settings, verbose=False)
         cached = time.perf_counter() - start
     print(f"CPU cores: {os.cpu_count()}")
     print(f"fresh:  {count} images in {fresh:.2f} s = {count / fresh:.0f} images/s (target: 2,000 in < 15 s)")

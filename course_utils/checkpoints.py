@@ -28,7 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from course_utils.backbones import load_backbone
 from course_utils.files import atomic_write
+from course_utils.models import ScratchCNN, find_head, replace_head
 
 CHECKPOINT_FORMAT = "course_utils.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -63,7 +65,7 @@ def describe_model(model: nn.Module) -> dict[str, Any]:
     the head's ``hidden_units`` and ``dropout`` (what :func:`course_utils.models.replace_head` takes).
     Pass ``model_config=`` to :func:`save_checkpoint` yourself when the guess does not fit your model.
     """
-    if type(model).__name__ == "ScratchCNN":
+    if isinstance(model, ScratchCNN):
         convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
         dropouts = [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
         return {
@@ -72,10 +74,8 @@ def describe_model(model: nn.Module) -> dict[str, Any]:
             "in_channels": convolutions[0].in_channels,
         }
     try:
-        from course_utils.models import find_head
-
         _, head = find_head(model)
-    except Exception:  # models.py missing or no recognisable head: nothing to describe
+    except ValueError:  # no recognisable head: nothing to describe
         return {}
     layers = list(head.modules()) if isinstance(head, nn.Sequential) else [head]
     linears = [m for m in layers if isinstance(m, nn.Linear)]
@@ -260,8 +260,6 @@ def build_model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module
     name becomes ``load_backbone(arch, weights=None)`` with ``replace_head(...)`` for the stored class count
     and head settings. Returns ``(model, metadata)`` with the model in eval mode on the CPU.
     """
-    from course_utils import models  # imported here: models pulls in timm and torchvision
-
     checkpoint = read_checkpoint(path)
     metadata = checkpoint["metadata"]
     arch, num_classes = metadata.get("arch"), metadata.get("num_classes")
@@ -274,10 +272,10 @@ def build_model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module
     if arch == "scratch_cnn":
         if "channels" in config:
             config["channels"] = tuple(config["channels"])
-        model = models.ScratchCNN(num_classes, **config)
+        model = ScratchCNN(num_classes, **config)
     else:
-        model, _ = models.load_backbone(arch, weights=None)
-        model = models.replace_head(
+        model, _ = load_backbone(arch, weights=None)
+        model = replace_head(
             model,
             num_classes,
             hidden_units=tuple(config.get("hidden_units", ())),

@@ -17,7 +17,9 @@ import torch
 from torch import nn
 
 from course_utils.config import UNKNOWN_CLASS
-from course_utils.models import _head_parameters, body_blocks, find_head
+from course_utils.devices import evaluating
+from course_utils.image_files import to_numpy
+from course_utils.models import body_blocks, find_head, head_parameters
 
 
 class ExerciseError(AssertionError):
@@ -41,13 +43,8 @@ def _run(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     reference = next(model.parameters(), None)
     if reference is not None:
         batch = batch.to(device=reference.device, dtype=reference.dtype)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return model(batch)
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        return model(batch)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -167,7 +164,7 @@ def _find_head(model: nn.Module) -> tuple[str, nn.Module]:
 
 def _split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     _find_head(model)
-    head_ids = {id(parameter) for parameter in _head_parameters(model)}
+    head_ids = {id(parameter) for parameter in head_parameters(model)}
     head = [p for p in model.parameters() if id(p) in head_ids]
     body = [p for p in model.parameters() if id(p) not in head_ids]
     return head, body
@@ -320,15 +317,9 @@ def check_unknown_layout(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _to_numpy(values: Any) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    return np.asarray(values, dtype=float)
-
-
 def check_probabilities(probabilities: Any) -> None:
     """Check class probabilities: one row per image, every value in [0, 1], every row summing to 1."""
-    values = _to_numpy(probabilities)
+    values = to_numpy(probabilities).astype(float)
     if values.ndim != 2:
         _fail(f"Expected one row per image and one column per class (2-D), got shape {values.shape}.")
     if values.min() < 0 or values.max() > 1:
@@ -345,7 +336,7 @@ def check_probabilities(probabilities: Any) -> None:
 
 def check_threshold(threshold: float, known_scores: Any, keep: float) -> None:
     """Check a threshold on confidence scores that keeps about ``keep`` of the known-class images."""
-    scores = _to_numpy(known_scores).ravel()
+    scores = to_numpy(known_scores).astype(float).ravel()
     threshold = float(threshold)
     if math.isnan(threshold):
         _fail("The threshold is NaN: compute it from the known-class scores.")

@@ -20,105 +20,11 @@ import re
 import urllib.error
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
-
-import numpy as np
-from PIL import Image, ImageOps
 
 from course_utils import config
-
-
-class Sample(NamedTuple):
-    """One labelled image. ``group`` ties together images that must stay in the same split part
-    (the frames of one physical traffic sign, a *track*, e.g. ``"stop/00012"``); else it is unique."""
-
-    path: Path
-    label: int
-    group: str
-
-
-class DatasetError(ValueError):
-    """The data set cannot be used as it is; the message names the folder and how to fix it."""
-
-
-class DownloadError(RuntimeError):
-    """A data set could not be downloaded (usually: no network)."""
-
-
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp",
-)
-#: Images larger than this (on their longer side) are shrunk when loaded: no lesson needs more pixels.
-MAX_IMAGE_SIDE = 2048
-_SYSTEM_FILES = {"thumbs.db", "desktop.ini", "__macosx"}
-_TRACK_NAME = re.compile(r"^(\d+)_(\d+)$")  # GTSRB naming: <track>_<frame>
-
-
-# ------------------------------------------------------------ images
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open any image as an 8-bit RGB picture, the one format every model here expects.
-
-    Handles grayscale, palette, transparency (composited on white, so a transparent background does not
-    turn black), CMYK, 16-bit and float images, EXIF rotation from phone cameras, and shrinks huge images
-    to at most :data:`MAX_IMAGE_SIDE` pixels per side.
-    """
-    with Image.open(path) as image:
-        image.draft("RGB", (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))  # JPEG: decode at a reduced size, cheaply
-        image.load()
-        image = ImageOps.exif_transpose(image)
-    if max(image.size) > MAX_IMAGE_SIDE:
-        image.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
-    if image.mode.startswith("I") or image.mode == "F":  # 16-bit, 32-bit or float grayscale
-        values = np.asarray(image, dtype=np.float64)
-        if image.mode == "F" and values.max(initial=0) <= 1.0:
-            values = values * 255.0
-        elif values.max(initial=0) > 255:
-            values = values / 257.0  # 0..65535 -> 0..255
-        image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), mode="L")
-    if image.mode == "P" or image.mode == "PA":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")
-
-
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name.lower() in _SYSTEM_FILES
-
-
-def _jpeg_is_complete(path: Path, size: int) -> bool:
-    """A complete JPEG ends with the end-of-image marker FF D9 (padding after it is tolerated)."""
-    with open(path, "rb") as handle:
-        handle.seek(max(0, size - 1024))
-        tail = handle.read().rstrip(b"\x00\r\n ")
-    return tail.endswith(b"\xff\xd9")
-
-
-def _problem_with(path: Path) -> str | None:
-    """Why ``path`` cannot be used as an image, or None when it is fine."""
-    if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        return "not an image file"
-    size = path.stat().st_size
-    if size == 0:
-        return "empty file"
-    try:
-        with Image.open(path) as image:
-            image_format = image.format
-            image.verify()  # PNG: walks every chunk and checks its checksum; other formats: header only
-        if image_format == "JPEG":
-            return None if _jpeg_is_complete(path, size) else "truncated or corrupt"
-        if image_format != "PNG":
-            with Image.open(path) as image:
-                image.load()
-    except Image.DecompressionBombError:
-        return "too large to open safely"
-    except Image.UnidentifiedImageError:
-        return "not a readable image"
-    except (OSError, SyntaxError, ValueError, EOFError):
-        return "truncated or corrupt"
-    return None
+from course_utils.image_files import IMAGE_EXTENSIONS, image_problem, is_hidden
+from course_utils.samples import DatasetError, DownloadError, Sample, group_of, track_of
+from course_utils.splits import Split, select_classes, split_samples
 
 
 def _report_skipped(root: Path, skipped: list[tuple[Path, str]], total: int, empty_classes: list[str]
@@ -153,15 +59,7 @@ def _relative(path: Path, root: Path) -> str:
 def _image_files(folder: Path) -> list[Path]:
     """Every non-hidden file under ``folder`` (recursively), sorted."""
     return sorted(path for path in folder.rglob("*")
-                  if path.is_file() and not any(map(_is_hidden, path.relative_to(folder).parts)))
-
-
-def _group_of(path: Path, class_folder: Path, class_name: str) -> str:
-    """``"<class>/<track>"`` for GTSRB-style names (``00012_00003.png``), else ``"<class>/<file stem>"``."""
-    match = _TRACK_NAME.match(path.stem)
-    if match and path.parent == class_folder:
-        return f"{class_name}/{match.group(1)}"
-    return f"{class_name}/{path.relative_to(class_folder).with_suffix('').as_posix()}"
+                  if path.is_file() and not any(map(is_hidden, path.relative_to(folder).parts)))
 
 
 # ------------------------------------------------------------ folders
@@ -169,7 +67,7 @@ def _scan(root: Path, classes: Sequence[str] | None, check_files: bool):
     """Samples of the class sub-folders of ``root`` (empty classes dropped) and what was skipped."""
     if not root.is_dir():
         raise DatasetError(f"The data folder {root} does not exist: check the path you passed.")
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name))
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
     if classes is None:
         classes = folders
     else:
@@ -184,7 +82,7 @@ def _scan(root: Path, classes: Sequence[str] | None, check_files: bool):
         total += len(files)
         good = []
         for path in files:
-            problem = _problem_with(path) if check_files else (
+            problem = image_problem(path) if check_files else (
                 None if path.suffix.lower() in IMAGE_EXTENSIONS else "not an image file")
             if problem:
                 skipped.append((path, problem))
@@ -193,7 +91,7 @@ def _scan(root: Path, classes: Sequence[str] | None, check_files: bool):
         if not good:
             empty.append(name)
             continue
-        samples += [Sample(path, len(kept), _group_of(path, root / name, name)) for path in good]
+        samples += [Sample(path, len(kept), group_of(path, root / name, name)) for path in good]
         kept.append(name)
     return samples, kept, skipped, empty, total
 
@@ -260,7 +158,7 @@ def list_unlabeled_images(folder: str | Path, *, verbose: bool = True) -> list[P
     files = _image_files(folder)
     good, skipped = [], []
     for path in files:
-        problem = _problem_with(path)
+        problem = image_problem(path)
         (skipped.append((path, problem)) if problem else good.append(path))
     if verbose:
         _report_skipped(folder, skipped, len(files), [])
@@ -317,7 +215,7 @@ def gtsrb_samples(root: str | Path, *, download: bool = False
     for path, _ in train_set._samples:
         path = Path(path)
         class_id = int(path.parent.name)  # folder 00014 holds class 14 (also in a partial copy)
-        train.append(Sample(path, class_id, f"{GTSRB_CLASSES[class_id]}/{path.stem.split('_')[0]}"))
+        train.append(Sample(path, class_id, f"{GTSRB_CLASSES[class_id]}/{track_of(path) or path.stem}"))
     test = [Sample(Path(path), int(class_id), Path(path).stem) for path, class_id in test_set._samples]
     return train, test, list(GTSRB_CLASSES)
 
@@ -368,8 +266,6 @@ def load_dataset(name: str | Path, data_dir: str | Path | None = None, *, profil
     Downloads happen only when ``download`` is True (default: only in the ``full`` profile).
     ``data_dir`` defaults to :func:`course_utils.config.default_data_dir`.
     """
-    from course_utils.splits import split_samples
-
     defaults = config.profile_defaults(profile)  # also rejects an unknown profile
     data_dir = Path(data_dir) if data_dir is not None else config.default_data_dir()
     download = profile == "full" if download is None else download
@@ -381,7 +277,7 @@ def load_dataset(name: str | Path, data_dir: str | Path | None = None, *, profil
             data_dir / "synthetic-signs", classes=synthetic.ALL_SIGNS,
             tracks_per_class=tracks_per_class or defaults["synthetic_tracks_per_class"],
             frames_per_track=frames_per_track or defaults["synthetic_frames_per_track"],
-            seed=seed, progress=verbose)
+            seed=seed, verbose=verbose)
         samples, names = scan_image_folder(folder, classes=synthetic.ALL_SIGNS, check_files=False)
         samples, names = _choose(samples, names, classes, config.TARGET_SIGNS)
         return split_samples(samples, names, val_fraction=val_fraction, test_fraction=test_fraction,
@@ -406,8 +302,6 @@ def load_dataset(name: str | Path, data_dir: str | Path | None = None, *, profil
 
 def _choose(samples: list[Sample], names: list[str], wanted, default: Sequence[str] | None):
     """Apply the ``classes`` argument of :func:`load_dataset`."""
-    from course_utils.splits import select_classes
-
     if wanted is None:
         wanted = default
     if wanted is None or (isinstance(wanted, str) and wanted == "all"):
@@ -420,8 +314,6 @@ def _choose(samples: list[Sample], names: list[str], wanted, default: Sequence[s
 def _folder_dataset(root: Path, classes, val_fraction: float, test_fraction: float, options: dict,
                     verbose: bool):
     """Split a user folder: class sub-folders, or train/val/test sub-folders of class sub-folders."""
-    from course_utils.splits import Split, split_samples
-
     parts = find_split_folders(root)
     try:
         if parts is None:
@@ -435,7 +327,7 @@ def _folder_dataset(root: Path, classes, val_fraction: float, test_fraction: flo
             folder = parts.get(part)
             if folder is None:
                 continue
-            found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not _is_hidden(p.name))
+            found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
             if not found:
                 if verbose:
                     print(f"ℹ️ {folder} has no class folders, so it holds unlabeled images (predict them with "

@@ -28,9 +28,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from course_utils.datasets import list_unlabeled_images, load_rgb
+from course_utils.datasets import list_unlabeled_images
+from course_utils.devices import batch_to_device, evaluating, model_device, run_autocast
 from course_utils.files import atomic_write
-from course_utils.training import model_device
+from course_utils.image_files import load_rgb, to_numpy
 
 ArrayLike = Any  # a torch tensor, numpy array or list of numbers
 
@@ -70,25 +71,21 @@ def _from_logits(logits: torch.Tensor, targets: torch.Tensor | None) -> Predicti
 
 
 def predict(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
-            *, progress: bool = False) -> Predictions:
+            *, verbose: bool = False) -> Predictions:
     """Run ``model`` (in eval mode, no gradients) over ``loader`` and collect its :class:`Predictions`.
 
     ``loader`` yields ``(images, labels)`` or just images. ``device`` defaults to where the model is.
     """
     device = torch.device(device) if device is not None else model_device(model)
-    was_training = model.training
-    model.eval()
     all_logits, all_targets = [], []
-    with torch.inference_mode():
-        for batch in tqdm(loader, desc="predict", unit="batch", mininterval=1.0, disable=not progress):
+    with evaluating(model):
+        for batch in tqdm(loader, desc="predict", unit="batch", mininterval=1.0, disable=not verbose):
             inputs, targets = batch if isinstance(batch, (list, tuple)) else (batch, None)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-                logits = model(inputs.to(device, non_blocking=True))
+            with run_autocast(device):
+                logits = model(batch_to_device(inputs, device))
             all_logits.append(logits.float().cpu())
             if targets is not None:
                 all_targets.append(targets.cpu())
-    model.train(was_training)
-    # torch.cat outside inference mode turns the results into ordinary tensors usable anywhere.
     targets = torch.cat(all_targets) if all_targets else None
     return _from_logits(torch.cat(all_logits), targets)
 
@@ -102,11 +99,8 @@ def predict_image(model: nn.Module, path: str | os.PathLike[str], transform: Cal
     """
     device = torch.device(device) if device is not None else model_device(model)
     image = transform(load_rgb(Path(path)))
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        probabilities = torch.softmax(model(image.unsqueeze(0).to(device)).float(), dim=1)[0].cpu()
-    model.train(was_training)
+    with evaluating(model):
+        probabilities = torch.softmax(model(batch_to_device(image.unsqueeze(0), device)).float(), dim=1)[0].cpu()
     if len(classes) != len(probabilities):
         raise ValueError(
             f"The model has {len(probabilities)} outputs but {len(classes)} class names were given."
@@ -118,7 +112,7 @@ def predict_image(model: nn.Module, path: str | os.PathLike[str], transform: Cal
 def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: Callable,
                    classes: Sequence[str], csv_path: str | os.PathLike[str] | None = None, *,
                    device: torch.device | str | None = None, batch_size: int = 64,
-                   progress: bool = True) -> pd.DataFrame:
+                   verbose: bool = True) -> pd.DataFrame:
     """Predict every image in ``folder`` (and its sub-folders); return and write a CSV table.
 
     Columns: ``file`` (path relative to ``folder``), ``predicted_class``, ``confidence`` (the probability
@@ -136,8 +130,8 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
     def flush() -> None:
         if not batch:
             return
-        with torch.inference_mode():
-            logits = model(torch.stack(batch).to(device)).float()
+        with run_autocast(device):
+            logits = model(batch_to_device(torch.stack(batch), device)).float()
         probabilities = torch.softmax(logits, dim=1).cpu()
         confidence, predicted = probabilities.max(dim=1)
         for name, label, probability in zip(names, predicted.tolist(), confidence.tolist(), strict=True):
@@ -145,20 +139,18 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
         batch.clear()
         names.clear()
 
-    was_training = model.training
-    model.eval()
-    for path in tqdm(paths, desc="predict", unit="image", mininterval=1.0, disable=not progress):
-        try:
-            tensor = transform(load_rgb(path))
-        except (OSError, ValueError, SyntaxError) as error:
-            skipped.append(f"{path.name} ({type(error).__name__})")
-            continue
-        batch.append(tensor)
-        names.append(path.relative_to(folder).as_posix())
-        if len(batch) == batch_size:
-            flush()
-    flush()
-    model.train(was_training)
+    with evaluating(model):
+        for path in tqdm(paths, desc="predict", unit="image", mininterval=1.0, disable=not verbose):
+            try:
+                tensor = transform(load_rgb(path))
+            except (OSError, ValueError, SyntaxError) as error:
+                skipped.append(f"{path.name} ({type(error).__name__})")
+                continue
+            batch.append(tensor)
+            names.append(path.relative_to(folder).as_posix())
+            if len(batch) == batch_size:
+                flush()
+        flush()
     if skipped:
         shown = ", ".join(skipped[:3]) + (f", +{len(skipped) - 3} more" if len(skipped) > 3 else "")
         print(f"⚠️ Skipped {len(skipped)} of {len(paths)} files in {folder} that could not be read: {shown}.")
@@ -178,7 +170,7 @@ def classification_table(targets: ArrayLike, predicted: ArrayLike, classes: Sequ
     from sklearn.metrics import classification_report
 
     report = classification_report(
-        _numpy(targets), _numpy(predicted), labels=list(range(len(classes))), target_names=list(classes),
+        to_numpy(targets), to_numpy(predicted), labels=list(range(len(classes))), target_names=list(classes),
         output_dict=True, zero_division=0,
     )
     accuracy = report.pop("accuracy", None)
@@ -186,24 +178,18 @@ def classification_table(targets: ArrayLike, predicted: ArrayLike, classes: Sequ
     table = pd.DataFrame(report).T.rename(columns={"f1-score": "f1"})
     table = table[["precision", "recall", "f1", "support"]].astype({"support": int})
     table.attrs["accuracy"] = float(accuracy) if accuracy is not None else float(
-        np.mean(_numpy(targets) == _numpy(predicted)))
+        np.mean(to_numpy(targets) == to_numpy(predicted)))
     return table
 
 
 # ------------------------------------------------------------------------------ out-of-distribution
-def _numpy(values: ArrayLike) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        return values.detach().cpu().numpy()
-    return np.asarray(values)
-
-
 def max_softmax_scores(probabilities: ArrayLike) -> np.ndarray:
     """The maximum softmax probability of each example: the classic baseline score for "is this known?".
 
     A confident prediction (close to 1) suggests a known kind of input; a flat distribution suggests an
     unknown one. Pass probabilities (``Predictions.probabilities``), not logits.
     """
-    values = _numpy(probabilities)
+    values = to_numpy(probabilities)
     if values.ndim != 2:
         raise ValueError(f"Expected probabilities of shape (examples, classes), got shape {values.shape}.")
     return values.max(axis=1)
@@ -217,7 +203,7 @@ def auroc(known_scores: ArrayLike, unknown_scores: ArrayLike) -> float:
     """
     from sklearn.metrics import roc_auc_score
 
-    known, unknown = _numpy(known_scores).ravel(), _numpy(unknown_scores).ravel()
+    known, unknown = to_numpy(known_scores).ravel(), to_numpy(unknown_scores).ravel()
     if len(known) == 0 or len(unknown) == 0:
         raise ValueError("auroc needs at least one known and one unknown score.")
     labels = np.concatenate([np.ones(len(known)), np.zeros(len(unknown))])
@@ -232,7 +218,7 @@ def threshold_keeping(known_scores: ArrayLike, keep: float = 0.95) -> float:
     """
     if not 0 < keep <= 1:
         raise ValueError(f"keep is a share of known examples in (0, 1], got {keep}.")
-    scores = np.sort(_numpy(known_scores).ravel())
+    scores = np.sort(to_numpy(known_scores).ravel())
     if len(scores) == 0:
         raise ValueError("threshold_keeping needs at least one known score.")
     may_drop = math.floor(len(scores) * (1 - keep) + 1e-9)  # how many known examples may fall below
@@ -245,7 +231,7 @@ def ood_summary(known_scores: ArrayLike, unknown_scores: ArrayLike, keep: float 
     ``known_kept``: share of known examples at or above the threshold; ``unknown_rejected``: share of
     unknown examples below it (caught); ``unknown_accepted``: the rest (still given a known label).
     """
-    known, unknown = _numpy(known_scores).ravel(), _numpy(unknown_scores).ravel()
+    known, unknown = to_numpy(known_scores).ravel(), to_numpy(unknown_scores).ravel()
     threshold = threshold_keeping(known, keep)
     rejected = float(np.mean(unknown < threshold))
     return {

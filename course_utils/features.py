@@ -31,8 +31,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
+from course_utils.devices import batch_to_device, evaluating, model_device, run_autocast
 from course_utils.files import atomic_write
-from course_utils.training import fit, model_device
+from course_utils.training import fit
 
 #: Features computed in this Python session, by cache key (see :func:`clear_feature_cache`).
 _MEMORY_CACHE: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -47,7 +48,7 @@ def feature_cache_key(arch: str, weights: Any, samples: Sequence[Any], transform
     """A short name that changes whenever the features would: ``"<arch>-<16 hex digits>"``.
 
     ``weights`` names the backbone's weights (e.g. ``BackboneInfo.weights``); ``samples`` are
-    :class:`~course_utils.datasets.Sample` s or ``(path, label)`` pairs, in loader order; the transform
+    :class:`~course_utils.samples.Sample` s or ``(path, label)`` pairs, in loader order; the transform
     enters through its ``repr`` (which lists its steps and their settings).
     """
     description = {
@@ -70,7 +71,7 @@ def compute_features(
     device: torch.device | str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     cache_key: str | None = None,
-    progress: bool = True,
+    verbose: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``backbone`` (in eval mode, no gradients) over ``loader``; return ``(features, labels)``.
 
@@ -92,29 +93,22 @@ def compute_features(
         except Exception as error:  # noqa: BLE001 - an unreadable cache file is simply recomputed
             print(f"⚠️ Ignoring the unreadable feature cache {_cache_file(cache_dir, cache_key)} ({error}).")
         else:
-            if progress:
+            if verbose:
                 print(f"Features loaded from the cache: {_cache_file(cache_dir, cache_key)}")
             return _MEMORY_CACHE[cache_key]
 
     device = torch.device(device) if device is not None else model_device(backbone)
-    was_training = backbone.training
-    backbone.to(device).eval()
-    on_cuda = device.type == "cuda"
+    backbone.to(device)
     chunks, label_chunks = [], []
     total = len(loader) if hasattr(loader, "__len__") else None
-    with torch.inference_mode():
+    with evaluating(backbone):
         for images, labels in tqdm(loader, total=total, desc="features", unit="batch", mininterval=1.0,
-                                   disable=not progress):
-            images = images.to(device, non_blocking=True)
-            if on_cuda and images.dim() == 4:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=on_cuda):
-                chunks.append(backbone(images).flatten(1).float().cpu())
+                                   disable=not verbose):
+            with run_autocast(device):
+                chunks.append(backbone(batch_to_device(images, device)).flatten(1).float().cpu())
             label_chunks.append(labels.cpu())
-    backbone.train(was_training)
     if not chunks:
         raise ValueError("The loader yielded no batches: is the split empty?")
-    # Concatenating outside inference mode gives ordinary tensors that training can use.
     features, labels = torch.cat(chunks), torch.cat(label_chunks).long()
     if cache_key is not None:
         _MEMORY_CACHE[cache_key] = features, labels
@@ -150,7 +144,7 @@ def train_head_on_features(
     generator: torch.Generator | None = None,
     checkpoint_path: str | os.PathLike[str] | None = None,
     resume: bool = False,
-    progress: bool = True,
+    verbose: bool = True,
 ) -> pd.DataFrame:
     """Train ``head`` (for example a ``Linear(feature_dim, num_classes)``) on cached features with ``fit``.
 
@@ -162,4 +156,4 @@ def train_head_on_features(
     val_loader = feature_loader(val_features, val_labels, batch_size)
     return fit(head, train_loader, val_loader, epochs=epochs, optimizer=optimizer, loss_fn=loss_fn,
                scheduler=scheduler, device=device, early_stopping_patience=early_stopping_patience,
-               checkpoint_path=checkpoint_path, resume=resume, progress=progress)
+               checkpoint_path=checkpoint_path, resume=resume, verbose=verbose)

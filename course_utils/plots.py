@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 from PIL import Image
 
-from course_utils.datasets import load_rgb
+from course_utils.image_files import load_rgb, to_numpy
 
 CORRECT_COLOR = "tab:green"
 MISTAKE_COLOR = "tab:red"
@@ -34,13 +34,6 @@ MANY_CLASSES = 12  # above this many classes, plots switch to a compact layout
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def _to_numpy(values: Any) -> np.ndarray:
-    """A numpy array from a list, an array or a (GPU) tensor."""
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    return np.asarray(values)
-
-
 def _display_array(image: Any, mean: Sequence[float] | None = None,
                    std: Sequence[float] | None = None) -> np.ndarray:
     """An ``H x W x C`` (or ``H x W``) array ready for ``imshow``, normalisation undone, floats in [0, 1]."""
@@ -50,7 +43,7 @@ def _display_array(image: Any, mean: Sequence[float] | None = None,
         image = load_rgb(image)
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
-    array = _to_numpy(image)
+    array = to_numpy(image)
     if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3, 4):
         array = array.transpose(1, 2, 0)  # channels first (a tensor) -> channels last
     if array.ndim == 3 and array.shape[-1] == 1:
@@ -120,7 +113,7 @@ def _counts_series(counts: Any, classes: Sequence[str] | None) -> pd.Series | pd
     if isinstance(counts, Mapping | pd.Series):
         series = pd.Series(counts, dtype="int64")
     else:  # a list of labels, one per image
-        tally = Counter(_class_name(label, classes) for label in _to_numpy(counts).tolist())
+        tally = Counter(_class_name(label, classes) for label in to_numpy(counts).tolist())
         series = pd.Series(tally, dtype="int64")
     if classes is not None:
         series = series.reindex([str(name) for name in classes], fill_value=0)
@@ -283,7 +276,7 @@ def plot_confusion_matrix(targets: Any, predicted: Any, classes: Sequence[str], 
     if normalize not in ("row", None):
         raise ValueError(f"normalize must be 'row' or None, not {normalize!r}.")
     count = len(classes)
-    matrix = confusion_matrix(_to_numpy(targets), _to_numpy(predicted), labels=list(range(count)))
+    matrix = confusion_matrix(to_numpy(targets), to_numpy(predicted), labels=list(range(count)))
     row_totals = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, row_totals, out=np.zeros(matrix.shape), where=row_totals > 0)
     many = count > MANY_CLASSES
@@ -317,7 +310,7 @@ def _classification_report_frame(targets: Any, predicted: Any, classes: Sequence
     """:func:`course_utils.evaluation.classification_table` with the accuracy as a row before the averages."""
     from course_utils.evaluation import classification_table
 
-    table = classification_table(_to_numpy(targets), _to_numpy(predicted), [str(name) for name in classes])
+    table = classification_table(to_numpy(targets), to_numpy(predicted), [str(name) for name in classes])
     per_class = table.iloc[: len(classes)]
     accuracy = pd.DataFrame({"precision": [np.nan], "recall": [np.nan], "f1": [table.attrs["accuracy"]],
                              "support": [int(per_class["support"].sum())]}, index=["accuracy"])
@@ -355,7 +348,7 @@ def plot_classification_report(targets: Any, predicted: Any, classes: Sequence[s
 def _confidences(probabilities: Any, predicted: np.ndarray) -> np.ndarray | None:
     if probabilities is None:
         return None
-    values = _to_numpy(probabilities).astype(float)
+    values = to_numpy(probabilities).astype(float)
     return values[np.arange(len(predicted)), predicted] if values.ndim == 2 else values
 
 
@@ -367,7 +360,7 @@ def plot_predictions(images: Any, targets: Any, predicted: Any, classes: Sequenc
     ``probabilities`` is optional: an ``N x classes`` array (the predicted class's probability is shown)
     or one confidence per image.
     """
-    targets, predicted = _to_numpy(targets).astype(int), _to_numpy(predicted).astype(int)
+    targets, predicted = to_numpy(targets).astype(int), to_numpy(predicted).astype(int)
     confidences = _confidences(probabilities, predicted)
     titles, colors = [], []
     for index, (truth, guess) in enumerate(zip(targets, predicted, strict=True)):
@@ -393,7 +386,7 @@ def plot_misclassified(images: Any, targets: Any, predicted: Any, classes: Seque
 
     When there is no mistake the figure says so in words instead of staying empty.
     """
-    targets, predicted = _to_numpy(targets).astype(int), _to_numpy(predicted).astype(int)
+    targets, predicted = to_numpy(targets).astype(int), to_numpy(predicted).astype(int)
     wrong = np.flatnonzero(targets != predicted)
     if len(wrong) == 0:
         figure, ax = plt.subplots(figsize=(5, 1.5))
@@ -452,7 +445,7 @@ def plot_score_histograms(known_scores: Any, unknown_scores: Any, *, threshold: 
     Higher scores mean "looks known". Each histogram shows shares of its own group, so groups of
     different sizes compare fairly. Images scoring below ``threshold`` would be rejected as unknown.
     """
-    known, unknown = _to_numpy(known_scores).astype(float), _to_numpy(unknown_scores).astype(float)
+    known, unknown = to_numpy(known_scores).astype(float), to_numpy(unknown_scores).astype(float)
     figure, ax = plt.subplots(figsize=(7, 4))
     edges = np.histogram_bin_edges(np.concatenate([known, unknown]), bins=bins)
     for scores, name, color in ((known, "known", "tab:blue"), (unknown, "unknown", "tab:red")):
@@ -486,7 +479,7 @@ def plot_roc_curve(known_scores: Any, unknown_scores: Any = None, *, title: str 
         methods = {"": (known_scores, unknown_scores)}
     figure, ax = plt.subplots(figsize=(5.5, 5))
     for name, (known, unknown) in methods.items():
-        known, unknown = _to_numpy(known).astype(float), _to_numpy(unknown).astype(float)
+        known, unknown = to_numpy(known).astype(float), to_numpy(unknown).astype(float)
         is_known = np.concatenate([np.ones(len(known)), np.zeros(len(unknown))])
         scores = np.concatenate([known, unknown])
         false_rate, true_rate, _ = roc_curve(is_known, scores)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from course_utils.datasets import DatasetError, Sample
+from course_utils.samples import DatasetError, Sample
 
 PARTS: tuple[str, ...] = ("train", "val", "test")
 

@@ -402,7 +402,7 @@ def generate_signs(
     tracks_per_class: int,
     frames_per_track: int,
     seed: int = 0,
-    progress: bool = True,
+    verbose: bool = True,
 ) -> Path:
     """Write a GTSRB-like image folder of synthetic signs under ``root`` and return it.
 
@@ -431,7 +431,7 @@ def generate_signs(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(settings["classes"]) * tracks_per_class * frames_per_track,
-               desc="Drawing synthetic signs", unit="image", disable=not progress)
+               desc="Drawing synthetic signs", unit="image", disable=not verbose)
     try:
         for name in settings["classes"]:
             (partial / name).mkdir(parents=True)
@@ -456,14 +456,3 @@ def generate_signs(
         bar.close()
     return folder
 
-
-def track_of(path: Path | str) -> str:
-    """The track a GTSRB-style file belongs to, as ``"<class folder>/<track>"`` (e.g. ``"stop/00012"``).
-
-    Frames of one track show the same physical sign, so a fair split keeps each track in one part.
-    """
-    path = Path(path)
-    track, separator, frame = path.stem.partition("_")
-    if not (separator and track.isdigit() and frame.isdigit()):
-        raise ValueError(f"{path.name!r} is not named <track>_<frame> like GTSRB's files (00012_00003.png).")
-    return f"{path.parent.name}/{track}"

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
 from course_utils.models import set_frozen_batchnorm_eval
 
 HISTORY_COLUMNS = [
@@ -55,25 +56,13 @@ PROGRESS_EVERY_STEPS = 20
 _CHECKPOINT_FIELDS = ("arch", "classes", "mean", "std", "input_size", "model_config")
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """The device holding the model's first parameter (the CPU for a model without parameters)."""
-    for parameter in model.parameters():
-        return parameter.device
-    return torch.device("cpu")
-
-
-def _autocast(device: torch.device, enabled: bool):
-    """Mixed precision context: float16 autocast on CUDA when enabled, otherwise a no-op."""
-    enabled = enabled and device.type == "cuda"
-    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled)
-
-
-def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Move a batch to ``device``; image batches on CUDA also go channels-last."""
-    tensor = tensor.to(device, non_blocking=True)
-    if device.type == "cuda" and tensor.dim() == 4:
-        tensor = tensor.contiguous(memory_format=torch.channels_last)
-    return tensor
+def _settings(model: nn.Module, device: torch.device | str | None, loss_fn: nn.Module | None,
+              mixed_precision: bool | None) -> tuple[torch.device, nn.Module, bool]:
+    """The device (default: where the model is), the loss (default: cross-entropy) and whether to use mixed
+    precision (default: on CUDA only), as every function of this module decides them."""
+    device = torch.device(device) if device is not None else model_device(model)
+    loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
+    return device, loss_fn, device.type == "cuda" and mixed_precision is not False
 
 
 def _accumulator_dtype(device: torch.device) -> torch.dtype:
@@ -97,9 +86,7 @@ def train_one_epoch(
     BatchNorm layers stay in eval mode. Loss and accuracy are summed on the device and read once at the
     end (plus every few steps for ``progress_bar``), so the GPU never waits for the Python loop.
     """
-    device = torch.device(device) if device is not None else model_device(model)
-    loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
-    use_amp = device.type == "cuda" and mixed_precision is not False
+    device, loss_fn, use_amp = _settings(model, device, loss_fn, mixed_precision)
     if scaler is None:
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     model.train()
@@ -108,9 +95,9 @@ def train_one_epoch(
     correct = torch.zeros((), dtype=torch.long, device=device)
     count = 0
     for step, (inputs, targets) in enumerate(loader, start=1):
-        inputs, targets = _to_device(inputs, device), targets.to(device, non_blocking=True)
+        inputs, targets = batch_to_device(inputs, device), targets.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, use_amp):
+        with run_autocast(device, use_amp):
             logits = model(inputs)
             loss = loss_fn(logits, targets)
         scaler.scale(loss).backward()
@@ -139,24 +126,19 @@ def evaluate_loss_accuracy(
     mixed_precision: bool | None = None,
 ) -> tuple[float, float]:
     """Example-averaged ``(loss, accuracy)`` of ``model`` on ``loader``, in eval mode without gradients."""
-    device = torch.device(device) if device is not None else model_device(model)
-    loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
-    use_amp = device.type == "cuda" and mixed_precision is not False
-    was_training = model.training
-    model.eval()
+    device, loss_fn, use_amp = _settings(model, device, loss_fn, mixed_precision)
     loss_sum = torch.zeros((), dtype=_accumulator_dtype(device), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     count = 0
-    with torch.inference_mode():
+    with evaluating(model):
         for inputs, targets in loader:
-            inputs, targets = _to_device(inputs, device), targets.to(device, non_blocking=True)
-            with _autocast(device, use_amp):
+            inputs, targets = batch_to_device(inputs, device), targets.to(device, non_blocking=True)
+            with run_autocast(device, use_amp):
                 logits = model(inputs)
                 loss = loss_fn(logits.float(), targets)
             loss_sum += loss.to(loss_sum.dtype) * targets.shape[0]
             correct += (logits.argmax(dim=1) == targets).sum()
             count += targets.shape[0]
-    model.train(was_training)
     if count == 0:
         raise ValueError("The evaluation loader yielded no batches; is the split empty?")
     return loss_sum.item() / count, correct.item() / count
@@ -231,7 +213,7 @@ def fit(
     checkpoint_path: str | os.PathLike[str] | None = None,
     resume: bool = False,
     checkpoint_metadata: Mapping[str, Any] | None = None,
-    progress: bool = True,
+    verbose: bool = True,
     mixed_precision: bool | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` for ``epochs`` epochs and return the history, one row per epoch.
@@ -250,12 +232,8 @@ def fit(
     """
     from course_utils.checkpoints import check_compatible, read_checkpoint, save_checkpoint
 
-    device = torch.device(device) if device is not None else model_device(model)
-    loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
-    use_amp = device.type == "cuda" and mixed_precision is not False
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    device, loss_fn, use_amp = _settings(model, device, loss_fn, mixed_precision)
+    prepare_model(model, device)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history: list[dict[str, float]] = []
     best_row: dict[str, float] | None = None
@@ -281,10 +259,10 @@ def fit(
         best_state = training["best_state"]
         best_row = next(row for row in history if row["epoch"] == training["best_epoch"])
         _set_rng_state(training["rng"], train_loader)
-        if progress:
+        if verbose:
             print(f"Resuming from {checkpoint_path}: {len(history)} epoch(s) done, "
                   f"best val accuracy {best_row['val_accuracy']:.3f} at epoch {best_row['epoch']}.")
-    elif resume and progress:
+    elif resume and verbose:
         print(f"No checkpoint at {checkpoint_path} yet: starting from epoch 1.")
 
     for epoch in range(len(history) + 1, epochs + 1):
@@ -295,7 +273,7 @@ def fit(
         learning_rate = optimizer.param_groups[0]["lr"]
         total = len(train_loader) if hasattr(train_loader, "__len__") else None
         bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=True,
-                   mininterval=1.0, dynamic_ncols=True, disable=not progress)
+                   mininterval=1.0, dynamic_ncols=True, disable=not verbose)
         train_loss, train_accuracy = train_one_epoch(
             model, train_loader, optimizer, loss_fn, device,
             scaler=scaler, mixed_precision=use_amp, progress_bar=bar)
@@ -323,14 +301,14 @@ def fit(
                 **{field: metadata.get(field) for field in _CHECKPOINT_FIELDS},
             )
         if early_stopping_patience is not None and epoch - best_row["epoch"] >= early_stopping_patience:
-            if progress:
+            if verbose:
                 print(f"Early stopping after epoch {epoch}: no better validation accuracy for "
                       f"{early_stopping_patience} epoch(s).")
             break
 
     if best_state is not None:
         model.load_state_dict(best_state)
-        if progress and best_row["epoch"] != len(history):
+        if verbose and best_row["epoch"] != len(history):
             print(f"Restored the best weights: epoch {best_row['epoch']}, "
                   f"val accuracy {best_row['val_accuracy']:.3f}.")
     return _history_frame(history, best_row["epoch"] if best_row else None)

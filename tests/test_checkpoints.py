@@ -14,7 +14,8 @@ from course_utils.checkpoints import (
     load_checkpoint,
     save_checkpoint,
 )
-from course_utils.models import ScratchCNN, load_backbone, replace_head
+from course_utils.backbones import load_backbone
+from course_utils.models import ScratchCNN, replace_head
 
 CLASSES = ["priority_road", "give_way", "stop", "no_entry"]
 META = {"classes": CLASSES, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "input_size": 32}

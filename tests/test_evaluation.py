@@ -94,7 +94,7 @@ def test_predict_folder_writes_the_csv_and_skips_bad_files(tmp_path, capsys):
     good.unlink()
     csv_path = tmp_path / "out" / "submission.csv"
     model = MeanColour()
-    table = predict_folder(model, folder, TRANSFORM, CLASSES, csv_path, progress=False)
+    table = predict_folder(model, folder, TRANSFORM, CLASSES, csv_path, verbose=False)
     assert list(table.columns) == ["file", "predicted_class", "confidence"]
     assert table["file"].tolist() == ["a_red.png", "c_blue.jpg", "more/b_gray.png"]
     assert table["predicted_class"].tolist()[:2] == ["stop", "no_entry"]

@@ -11,7 +11,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils import features as feature_module
-from course_utils.datasets import Sample
 from course_utils.features import (
     clear_feature_cache,
     compute_features,
@@ -19,6 +18,7 @@ from course_utils.features import (
     feature_loader,
     train_head_on_features,
 )
+from course_utils.samples import Sample
 from course_utils.training import fit
 
 
@@ -55,7 +55,7 @@ def empty_memory_cache():
 def test_features_are_float32_cpu_rows_in_loader_order():
     backbone = CountingBackbone().train()
     data = image_data(10, 0)
-    features, labels = compute_features(backbone, DataLoader(data, batch_size=4), progress=False)
+    features, labels = compute_features(backbone, DataLoader(data, batch_size=4), verbose=False)
     assert features.shape == (10, 6) and features.dtype == torch.float32 and features.device.type == "cpu"
     assert torch.equal(labels, data.tensors[1])
     assert backbone.training  # its mode is given back
@@ -67,23 +67,23 @@ def test_features_are_float32_cpu_rows_in_loader_order():
 def test_memory_and_disk_caches_skip_the_backbone(tmp_path):
     backbone = CountingBackbone()
     loader = DataLoader(image_data(12, 0), batch_size=5)
-    first = compute_features(backbone, loader, cache_key="k1", progress=False)
+    first = compute_features(backbone, loader, cache_key="k1", verbose=False)
     assert backbone.images_seen == 12
-    again = compute_features(backbone, loader, cache_key="k1", progress=False)
+    again = compute_features(backbone, loader, cache_key="k1", verbose=False)
     assert backbone.images_seen == 12 and again[0] is first[0]
-    on_disk = compute_features(backbone, loader, cache_dir=tmp_path, cache_key="k2", progress=False)
+    on_disk = compute_features(backbone, loader, cache_dir=tmp_path, cache_key="k2", verbose=False)
     assert backbone.images_seen == 24
     assert [p.name for p in tmp_path.iterdir()] == ["features-k2.pt"]  # no temporary file left
     clear_feature_cache()  # a new session: only the file remains
-    from_disk = compute_features(backbone, loader, cache_dir=tmp_path, cache_key="k2", progress=False)
+    from_disk = compute_features(backbone, loader, cache_dir=tmp_path, cache_key="k2", verbose=False)
     assert backbone.images_seen == 24
     assert torch.equal(from_disk[0], on_disk[0]) and torch.equal(from_disk[1], on_disk[1])
     (tmp_path / "features-k2.pt").write_bytes(b"garbage")  # a damaged cache file is recomputed
     clear_feature_cache()
-    recomputed = compute_features(backbone, loader, cache_dir=tmp_path, cache_key="k2", progress=False)
+    recomputed = compute_features(backbone, loader, cache_dir=tmp_path, cache_key="k2", verbose=False)
     assert backbone.images_seen == 36 and torch.equal(recomputed[0], on_disk[0])
     with pytest.raises(ValueError, match="cache_key"):
-        compute_features(backbone, loader, cache_dir=tmp_path, progress=False)
+        compute_features(backbone, loader, cache_dir=tmp_path, verbose=False)
 
 
 def test_cache_key_changes_with_backbone_weights_data_and_transform():
@@ -113,17 +113,17 @@ def test_head_on_cached_features_matches_the_frozen_model_trained_on_images():
     full_model = nn.Sequential(backbone, copy.deepcopy(head))
 
     train_features, train_labels = compute_features(backbone, DataLoader(train, batch_size=16),
-                                                    progress=False)
-    val_features, val_labels = compute_features(backbone, DataLoader(val, batch_size=16), progress=False)
+                                                    verbose=False)
+    val_features, val_labels = compute_features(backbone, DataLoader(val, batch_size=16), verbose=False)
     cached = train_head_on_features(
         head, train_features, train_labels, val_features, val_labels, epochs=5, batch_size=8,
         optimizer=torch.optim.SGD(head.parameters(), lr=0.5), generator=torch.Generator().manual_seed(0),
-        progress=False)
+        verbose=False)
 
     seen = backbone.images_seen
     train_loader = DataLoader(train, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(0))
     per_epoch = fit(full_model, train_loader, DataLoader(val, batch_size=8), epochs=5,
-                    optimizer=torch.optim.SGD(full_model[1].parameters(), lr=0.5), progress=False)
+                    optimizer=torch.optim.SGD(full_model[1].parameters(), lr=0.5), verbose=False)
     assert backbone.images_seen - seen == 5 * 60  # the slow way runs the backbone every epoch
     columns = ["train_loss", "train_accuracy", "val_loss", "val_accuracy"]
     assert torch.allclose(torch.tensor(cached[columns].values), torch.tensor(per_epoch[columns].values),

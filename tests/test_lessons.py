@@ -15,7 +15,8 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from course_utils import config, notebook_tools
+from course_tools import notebooks
+from course_utils import config
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
@@ -36,7 +37,7 @@ def test_every_lesson_has_a_solution_and_a_student_notebook():
 
 
 def test_student_notebooks_are_in_sync_and_leak_no_solution():
-    problems = notebook_tools.check(SOLUTIONS, NOTEBOOKS)
+    problems = notebooks.check(SOLUTIONS, NOTEBOOKS)
     assert problems == [], "\n".join(problems)
 
 
@@ -47,7 +48,7 @@ def test_solution_notebook_follows_the_contract(lesson):
     for tag in ("setup", "badges", "parameters"):
         assert tags.count(tag) == 1, f"{lesson}: expected one cell tagged {tag!r}, found {tags.count(tag)}"
 
-    parameters = {p.name: p for p in notebook_tools.read_parameters(SOLUTIONS / f"{lesson}.ipynb")}
+    parameters = {p.name: p for p in notebooks.read_parameters(SOLUTIONS / f"{lesson}.ipynb")}
     for name in REQUIRED_PARAMETERS:
         assert name in parameters, f"{lesson}: parameter {name} is missing"
         assert parameters[name].help.strip(), f"{lesson}: parameter {name} has no `# help` comment"
@@ -95,8 +96,8 @@ def test_student_notebook_runs_up_to_its_first_exercise_stub(lesson, tmp_path, m
 
 
 def test_course_run_executes_a_real_lesson_and_reports_it(tmp_path, monkeypatch):
-    from course_utils import reporting
-    from course_utils.cli import main
+    from course_tools.cli import main
+    from course_utils import results
 
     monkeypatch.setenv("COURSE_DATA_DIR", os.environ.get("COURSE_DATA_DIR", str(tmp_path / "data")))
     output = tmp_path / "workshop"
@@ -107,7 +108,7 @@ def test_course_run_executes_a_real_lesson_and_reports_it(tmp_path, monkeypatch)
     lesson = config.LESSONS[0]
     executed = nbformat.read(output / lesson / f"{lesson}.ipynb", as_version=4)
     assert not [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    metrics = reporting.read_metrics(output / lesson)
+    metrics = results.read_metrics(output / lesson)
     assert (metrics["profile"], metrics["epochs"]) == ("smoke", 2)
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
     report = (output / "report.md").read_text()

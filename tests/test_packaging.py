@@ -69,7 +69,7 @@ def test_torch_is_not_pinned_in_the_package():
 
 def test_console_command_is_declared():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["course"] == "course_utils.cli:main"
+    assert project["scripts"]["course"] == "course_tools.cli:main"
 
 
 def test_importing_the_package_defers_heavy_libraries():

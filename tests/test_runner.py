@@ -10,8 +10,8 @@ import pytest
 from conftest import python_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
-from course_utils.notebook_tools import Parameter
-from course_utils.runner import (
+from course_tools.notebooks import Parameter
+from course_tools.runner import (
     LessonResult,
     LessonSelectionError,
     available_lessons,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from course_utils.datasets import DatasetError, Sample
+from course_utils.samples import DatasetError, Sample
 from course_utils.splits import (
     Split,
     drop_rare_classes,

@@ -14,7 +14,6 @@ from course_utils.synthetic import (
     OTHER_SIGNS,
     generate_signs,
     render_sign,
-    track_of,
 )
 
 SMALL = {"classes": ("stop", "no_entry", "speed_limit_50"), "tracks_per_class": 2, "frames_per_track": 3}
@@ -27,7 +26,7 @@ def _files(folder):
 @pytest.fixture(scope="module")
 def small_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("signs")
-    return root, generate_signs(root, **SMALL, seed=0, progress=False)
+    return root, generate_signs(root, **SMALL, seed=0, verbose=False)
 
 
 def test_sign_lists():
@@ -98,16 +97,16 @@ def test_frames_of_a_track_grow_and_look_alike(small_set):
 
 
 def test_deterministic_for_a_seed(small_set, tmp_path):
-    again = generate_signs(tmp_path, **SMALL, seed=0, progress=False)
+    again = generate_signs(tmp_path, **SMALL, seed=0, verbose=False)
     assert again.name == small_set[1].name
     assert _files(again) == _files(small_set[1])
-    other = generate_signs(tmp_path, **SMALL, seed=1, progress=False)
+    other = generate_signs(tmp_path, **SMALL, seed=1, verbose=False)
     assert other.name != again.name
     assert _files(other) != _files(again)
 
 
 def test_adding_a_class_keeps_the_other_images(small_set, tmp_path):
-    bigger = generate_signs(tmp_path, **{**SMALL, "classes": (*SMALL["classes"], "give_way")}, progress=False)
+    bigger = generate_signs(tmp_path, **{**SMALL, "classes": (*SMALL["classes"], "give_way")}, verbose=False)
     old = _files(small_set[1])
     new = _files(bigger)
     assert {key: new[key] for key in old} == old
@@ -122,7 +121,7 @@ def test_second_call_does_no_work(small_set, monkeypatch):
 
     monkeypatch.setattr(synthetic, "_track_frames", fail)
     monkeypatch.setattr(synthetic, "render_sign", fail)
-    assert generate_signs(root, **SMALL, seed=0, progress=False) == folder
+    assert generate_signs(root, **SMALL, seed=0, verbose=False) == folder
 
 
 def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
@@ -137,18 +136,18 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatc
 
     monkeypatch.setattr(synthetic, "_track_frames", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        generate_signs(tmp_path, **SMALL, progress=False)
+        generate_signs(tmp_path, **SMALL, verbose=False)
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setattr(synthetic, "_track_frames", real)
-    folder = generate_signs(tmp_path, **SMALL, progress=False)
+    folder = generate_signs(tmp_path, **SMALL, verbose=False)
     assert len(list(folder.rglob("*.png"))) == 18
 
 
 def test_folder_without_manifest_is_regenerated(small_set, tmp_path):
-    folder = generate_signs(tmp_path, **SMALL, progress=False)
+    folder = generate_signs(tmp_path, **SMALL, verbose=False)
     (folder / MANIFEST_NAME).unlink()
     (folder / "stop" / "00000_00000.png").unlink()
-    assert generate_signs(tmp_path, **SMALL, progress=False) == folder
+    assert generate_signs(tmp_path, **SMALL, verbose=False) == folder
     assert (folder / MANIFEST_NAME).exists()
     assert _files(folder) == _files(small_set[1])
 
@@ -158,10 +157,3 @@ def test_bad_arguments():
         generate_signs("unused", classes=("stop", "unicorn"), tracks_per_class=1, frames_per_track=1)
     with pytest.raises(ValueError, match="at least 1"):
         generate_signs("unused", tracks_per_class=0, frames_per_track=1)
-
-
-def test_track_of():
-    assert track_of("data/abc/stop/00012_00003.png") == "stop/00012"
-    assert track_of(synthetic.Path("no_entry") / "00000_00029.ppm") == "no_entry/00000"
-    with pytest.raises(ValueError, match="track"):
-        track_of("stop/photo.png")

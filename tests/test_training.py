@@ -71,7 +71,7 @@ def test_loss_goes_down_and_history_has_the_documented_columns():
     model = tiny_model()
     train, val = loaders()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
-    history = fit(model, train, val, epochs=8, optimizer=optimizer, progress=False)
+    history = fit(model, train, val, epochs=8, optimizer=optimizer, verbose=False)
     assert list(history.columns) == HISTORY_COLUMNS
     assert history["epoch"].tolist() == list(range(1, 9))
     assert history["train_loss"].iloc[-1] < 0.5 * history["train_loss"].iloc[0]
@@ -85,7 +85,7 @@ def test_best_weights_are_restored_when_validation_accuracy_peaks_early():
     train, val = loaders()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
     recorder = WeightRecorder(model, optimizer, worsen_after=4)
-    history = fit(model, train, val, epochs=9, optimizer=optimizer, scheduler=recorder, progress=False)
+    history = fit(model, train, val, epochs=9, optimizer=optimizer, scheduler=recorder, verbose=False)
     ranked = history.sort_values(["val_accuracy", "val_loss"], ascending=[False, True])
     best_epoch = int(ranked["epoch"].iloc[0])
     assert history.attrs["best_epoch"] == best_epoch
@@ -102,7 +102,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
     recorder = WeightRecorder(model, optimizer, worsen_after=4)
     history = fit(model, train, val, epochs=30, optimizer=optimizer, scheduler=recorder,
-                  early_stopping_patience=2, progress=False)
+                  early_stopping_patience=2, verbose=False)
     assert len(history) == history.attrs["best_epoch"] + 2 < 30
 
 
@@ -130,7 +130,7 @@ def test_loss_and_accuracy_are_averaged_over_examples_not_batches():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     train_loss, train_accuracy = train_one_epoch(model, loader, optimizer, nn.CrossEntropyLoss())
     assert (train_loss, train_accuracy) == pytest.approx((loss, accuracy), rel=1e-6)
-    history = fit(model, loader, loader, epochs=1, optimizer=optimizer, progress=False)
+    history = fit(model, loader, loader, epochs=1, optimizer=optimizer, verbose=False)
     assert history["train_accuracy"].iloc[0] == pytest.approx(0.8)
     assert history["val_loss"].iloc[0] == pytest.approx(loss, rel=1e-6)
 
@@ -144,7 +144,7 @@ def run(epochs: int, checkpoint_path=None, resume: bool = False):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
     history = fit(model, train, val, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
-                  checkpoint_path=checkpoint_path, resume=resume, progress=False,
+                  checkpoint_path=checkpoint_path, resume=resume, verbose=False,
                   checkpoint_metadata={"arch": "tiny", "classes": ["left", "right"], "note": "kept"})
     return history.drop(columns="seconds"), model
 
@@ -181,5 +181,5 @@ def test_frozen_batchnorm_keeps_its_running_statistics():
         parameter.requires_grad_(False)
     train, val = loaders()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    fit(model, train, val, epochs=2, optimizer=torch.optim.SGD(trainable, lr=0.1), progress=False)
+    fit(model, train, val, epochs=2, optimizer=torch.optim.SGD(trainable, lr=0.1), verbose=False)
     assert torch.all(model[1].running_mean == 0.25)

@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from course_utils.notebook_tools import build
+    from course_tools.notebooks import build
 
     changed = build(args.solutions, args.notebooks)
     for path in changed:
@@ -71,7 +71,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from course_utils.notebook_tools import check
+    from course_tools.notebooks import check
 
     problems = check(args.solutions, args.notebooks)
     for problem in problems:
@@ -84,7 +84,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from course_utils.runner import run_lessons
+    from course_tools.runner import run_lessons
 
     parameters = dict(args.parameter)
     results = run_lessons(args.lessons or None, profile=args.profile, parameters=parameters,
@@ -100,8 +100,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from course_utils.notebook_tools import format_parameter, read_parameters
-    from course_utils.runner import available_lessons, resolve_lesson
+    from course_tools.notebooks import format_parameter, read_parameters
+    from course_tools.runner import available_lessons, resolve_lesson
 
     known = available_lessons(args.solutions)
     lessons = [resolve_lesson(name, known) for name in args.lessons] if args.lessons else known
@@ -118,7 +118,7 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _prefetch(args: argparse.Namespace) -> int:
-    from course_utils.prefetch import prefetch
+    from course_tools.prefetch import prefetch
 
     if not (args.dataset or args.arch):
         raise ValueError("Say what to fetch: --dataset and/or --arch.")

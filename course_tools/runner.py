@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from course_tools.notebooks import Parameter, read_notebook, read_parameters
 from course_utils import config
 from course_utils.files import write_text_atomic
-from course_utils.notebook_tools import Parameter, read_notebook, read_parameters
-from course_utils.reporting import METRICS_FILE, read_metrics
+from course_utils.results import METRICS_FILE, read_metrics
 
 #: Parameters that ``run_lessons`` sets itself (from ``profile`` and ``output_dir``).
 RESERVED_PARAMETERS = ("PROFILE", "OUTPUT_DIR")

@@ -201,7 +201,7 @@ def student_version(nb: nbformat.NotebookNode, notebook_name: str = "notebook") 
 
 _SETUP_TEMPLATE = '''\
 # Set-up: on Colab and Kaggle this installs the course package; on your own machine it does nothing.
-# (Written by `course build` from course_utils/notebook_tools.py: edit the template there, not here.)
+# (Written by `course build` from course_tools/notebooks.py: edit the template there, not here.)
 def _set_up_course(repository="{repository}"):
     import importlib.util
     import os

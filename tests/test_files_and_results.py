@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from course_utils.files import atomic_write, write_json_atomic, write_text_atomic
-from course_utils.reporting import read_metrics, write_metrics
+from course_utils.results import read_metrics, write_metrics
 
 
 def test_atomic_write_replaces_the_file_when_the_block_succeeds(tmp_path):

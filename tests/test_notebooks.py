@@ -12,8 +12,7 @@ import pytest
 from conftest import python_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
-from course_utils import config
-from course_utils.notebook_tools import (
+from course_tools.notebooks import (
     MarkerError,
     Parameter,
     badges_markdown,
@@ -24,6 +23,7 @@ from course_utils.notebook_tools import (
     strip_solutions,
     student_version,
 )
+from course_utils import config
 
 PARAMETERS = (
     "PROFILE = None  # full, offline or smoke\n"

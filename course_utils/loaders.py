@@ -1,0 +1,79 @@
+"""Data loaders: a Dataset over samples and the DataLoader settings that suit a laptop, Colab and Kaggle.
+
+    train_loader = make_loader(split.train, train_tf, batch_size=64, shuffle=True, device=env.device, seed=0)
+
+Images are decoded and transformed in background worker processes where that pays off
+(:func:`default_num_workers`), and put in pinned memory when the batches go to a CUDA GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from course_utils.image_files import load_rgb
+from course_utils.samples import Sample
+
+__all__ = ["ImageDataset", "default_num_workers", "make_loader"]
+
+
+class ImageDataset(Dataset):
+    """A PyTorch Dataset over samples: item ``i`` is ``(transform(image), label)``.
+
+    Images are opened with :func:`~course_utils.image_files.load_rgb`, so every file arrives as RGB whatever
+    its mode. Without a transform the PIL image itself is returned.
+    """
+
+    def __init__(self, samples: Sequence[Sample], transform: Callable | None = None) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        sample = self.samples[index]
+        image = load_rgb(sample.path)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, sample.label
+
+
+def _cpu_count() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))  # the cores this process may use (containers, Colab)
+    return os.cpu_count() or 1
+
+
+def default_num_workers() -> int:
+    """How many background processes load images: 0 on Windows and macOS, else up to 4 (one core spared).
+
+    On Windows and macOS worker processes are *spawned*: each re-imports the notebook's code, which fails
+    for classes defined in a notebook and makes every epoch start slowly. Loading in the main process
+    (0 workers) always works there. Linux *forks* workers cheaply, so they pay off.
+    """
+    if platform.system() in ("Windows", "Darwin"):
+        return 0
+    return max(0, min(4, _cpu_count() - 1))
+
+
+def make_loader(samples: Sequence[Sample], transform: Callable, *, batch_size: int, shuffle: bool,
+                num_workers: int | None = None, device: str | torch.device | None = None,
+                seed: int | None = None) -> DataLoader:
+    """A DataLoader of ``(images, labels)`` batches over ``samples``.
+
+    ``num_workers`` defaults to :func:`default_num_workers`; workers stay alive between epochs. Pass the
+    training ``device`` so batches are put in pinned memory for a faster copy to a CUDA GPU. ``seed``
+    makes the shuffling order reproducible on its own (otherwise it follows torch's global seed).
+    """
+    if num_workers is None:
+        num_workers = default_num_workers()
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    on_cuda = device is not None and torch.device(device).type == "cuda"
+    return DataLoader(ImageDataset(samples, transform), batch_size=batch_size, shuffle=shuffle,
+                      num_workers=num_workers, pin_memory=on_cuda, persistent_workers=num_workers > 0,
+                      generator=generator)
