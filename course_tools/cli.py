@@ -100,21 +100,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from course_tools.notebooks import format_parameter, read_parameters
+    from course_tools.notebooks import show_parameters
     from course_tools.runner import available_lessons, resolve_lesson
 
     known = available_lessons(args.solutions)
     lessons = [resolve_lesson(name, known) for name in args.lessons] if args.lessons else known
+    missing = 0
     for lesson in lessons:
-        path = args.solutions / f"{lesson}.ipynb"
-        print(f"Parameters inferred for notebook '{path}':")
-        parameters = read_parameters(path)
-        if not parameters:
-            print("\n  No cell tagged 'parameters'")
-        for parameter in parameters:
-            print(format_parameter(parameter))
+        missing += show_parameters(args.solutions / f"{lesson}.ipynb", lesson)
         print()
-    return 0
+    return 1 if missing else 0
 
 
 def _prefetch(args: argparse.Namespace) -> int:
