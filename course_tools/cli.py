@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     results = run_lessons(args.lessons or None, profile=args.profile, parameters=parameters,
                           output_dir=args.output, solutions_dir=args.solutions,
                           stop_on_failure=args.stop_on_failure, kernel_name=args.kernel,
-                          progress=not args.quiet)
+                          verbose=not args.quiet)
     failed = [result for result in results if result.status != "passed"]
     report = args.output / "report.md"
     print(f"{len(results) - len(failed)} of {len(results)} lesson(s) passed; report: {report}")

@@ -121,7 +121,7 @@ def test_run_lessons_executes_reports_and_goes_on_after_a_failure(tmp_path, monk
     (output / "01_broken" / "metrics.json").write_text('{"test_accuracy": 0.99}')  # from an older run
 
     results = run_lessons(profile="smoke", parameters={"EPOCHS": "3", "FREEZE": "false"}, output_dir=output,
-                          solutions_dir=solutions, progress=False)
+                          solutions_dir=solutions, verbose=False)
 
     broken, good = results
     assert (broken.lesson, broken.status) == ("01_broken", "failed")
