@@ -39,7 +39,7 @@ check: $(STAMP)
 	$(BIN)/course check
 
 lint: $(STAMP)
-	$(BIN)/ruff check course_utils tests benchmarks
+	$(BIN)/ruff check course_utils course_tools tests benchmarks
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_import.py

@@ -49,6 +49,12 @@ import nbformat
 from course_utils import config
 from course_utils.files import atomic_write
 
+__all__ = ["BADGES_TAG", "BEGIN_MARKER", "BRANCH", "END_MARKER", "MARKDOWN_STUB", "MarkerError", "PARAMETERS_TAG",
+           "Parameter", "SETUP_TAG", "STUB_COMMENT", "badges_markdown", "build", "check", "leaked_solution_lines",
+           "notebook_url", "read_notebook", "read_parameters", "setup_cell_source", "show_parameters", "solution_lines",
+           "solution_notebooks", "strip_markdown_solutions", "strip_solutions", "student_version",
+           "sync_template_cells", "write_notebook"]
+
 BEGIN_MARKER = "### BEGIN SOLUTION"
 END_MARKER = "### END SOLUTION"
 STUB_COMMENT = "# YOUR CODE HERE"

@@ -19,6 +19,10 @@ from urllib.parse import urlparse
 
 from course_utils.datasets import DATASETS
 
+__all__ = ["CachedItem", "GTSRB_URL", "LOCAL_DATASETS", "PACKAGED_ARCH", "PETS_URL", "PrefetchError", "dataset_paths",
+           "download_dataset", "has_network", "hub_dir", "human_size", "packaged_weights_path", "prefetch",
+           "prefetch_dataset", "prefetch_weights", "size_of", "verify_weights", "weights_url"]
+
 #: Where torchvision downloads GTSRB from (see ``torchvision.datasets.GTSRB``).
 GTSRB_URL = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
 #: Where torchvision downloads the Oxford-IIIT Pet data set from.

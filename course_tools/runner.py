@@ -30,6 +30,10 @@ from course_utils import config
 from course_utils.files import write_text_atomic
 from course_utils.results import METRICS_FILE, read_metrics
 
+__all__ = ["LessonResult", "LessonSelectionError", "REPORT_COLUMNS", "RESERVED_PARAMETERS", "available_lessons",
+           "convert_value", "export_html", "key_metrics", "lesson_parameters", "report_rows", "resolve_lesson",
+           "run_lesson", "run_lessons", "write_report"]
+
 #: Parameters that ``run_lessons`` sets itself (from ``profile`` and ``output_dir``).
 RESERVED_PARAMETERS = ("PROFILE", "OUTPUT_DIR")
 

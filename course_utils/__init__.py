@@ -8,6 +8,10 @@ Importing ``course_utils`` itself is cheap: torch and the plotting libraries loa
 that needs them is imported.
 """
 
+__all__ = ["backbones", "checkpoints", "checks", "config", "datasets", "devices", "environment", "evaluation",
+           "features", "files", "image_files", "loaders", "models", "plots", "results", "samples", "splits",
+           "synthetic", "training", "transforms"]
+
 __version__ = "0.1.0"
 
 import warnings as _warnings

@@ -28,6 +28,11 @@ from PIL import Image
 
 from course_utils.image_files import load_rgb, to_numpy
 
+__all__ = ["CORRECT_COLOR", "MANY_CLASSES", "MISTAKE_COLOR", "plot_augmentations", "plot_class_confidence",
+           "plot_class_counts", "plot_classification_report", "plot_comparison", "plot_confusion_matrix",
+           "plot_history", "plot_image_grid", "plot_image_sizes", "plot_misclassified", "plot_predictions",
+           "plot_roc_curve", "plot_score_histograms"]
+
 CORRECT_COLOR = "tab:green"
 MISTAKE_COLOR = "tab:red"
 MANY_CLASSES = 12  # above this many classes, plots switch to a compact layout
