@@ -63,6 +63,7 @@ def test_build_and_check(course, capsys):
     assert "notebooks/02_good.ipynb: out of date" in capsys.readouterr().out
 
 
+@pytest.mark.notebooks
 def test_run_reports_the_failing_lesson_and_cell_and_runs_the_others(course, capsys):
     status = main(["run", "--profile", "smoke", "-p", "EPOCHS", "3", "--output", "out", "--quiet"])
     assert status == 1
@@ -76,6 +77,7 @@ def test_run_reports_the_failing_lesson_and_cell_and_runs_the_others(course, cap
     assert (course / "out" / "01_broken" / "01_broken.html").is_file()
 
 
+@pytest.mark.notebooks
 def test_stop_on_failure_skips_the_rest(course, capsys):
     assert main(["run", "1", "02_good", "--profile", "smoke", "--output", "out", "--stop-on-failure",
                  "--quiet"]) == 1

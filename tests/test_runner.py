@@ -111,6 +111,7 @@ def test_parameters_go_to_the_lessons_that_declare_them(tmp_path):
     assert values == {"01_a": {"EPOCHS": 4}, "02_b": {"SEED": 1}}
 
 
+@pytest.mark.notebooks
 def test_run_lessons_executes_reports_and_goes_on_after_a_failure(tmp_path, monkeypatch):
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
     solutions = tmp_path / "solutions"
