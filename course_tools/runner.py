@@ -30,6 +30,10 @@ from course_utils import config
 from course_utils.files import write_text_atomic
 from course_utils.results import METRICS_FILE, read_metrics
 
+__all__ = ["LessonResult", "LessonSelectionError", "REPORT_COLUMNS", "RESERVED_PARAMETERS", "available_lessons",
+           "convert_value", "export_html", "key_metrics", "lesson_parameters", "report_rows", "resolve_lesson",
+           "run_lesson", "run_lessons", "write_report"]
+
 #: Parameters that ``run_lessons`` sets itself (from ``profile`` and ``output_dir``).
 RESERVED_PARAMETERS = ("PROFILE", "OUTPUT_DIR")
 
@@ -220,7 +224,7 @@ def export_html(notebook: Path) -> Path | None:
 
 
 def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], output_dir: Path,
-               solutions_dir: Path, kernel_name: str | None = None, progress: bool = True) -> LessonResult:
+               solutions_dir: Path, kernel_name: str | None = None, verbose: bool = True) -> LessonResult:
     """Execute one lesson into ``output_dir/<lesson>/`` and return its result (failures are returned)."""
     import papermill
 
@@ -239,7 +243,7 @@ def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], 
         with _environment(COURSE_PROFILE=profile, COURSE_OUTPUT_DIR=str(output_dir.resolve())):
             papermill.execute_notebook(
                 str(source), str(running), parameters=values, kernel_name=_kernel_name(source, kernel_name),
-                progress_bar=progress, cwd=str(solutions_dir.resolve()), log_output=False,
+                progress_bar=verbose, cwd=str(solutions_dir.resolve()), log_output=False,
             )
     except Exception as failure:  # any failure is reported; the other lessons go on
         error = _failure_line(lesson, failure, running)
@@ -260,7 +264,7 @@ def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], 
 def run_lessons(lessons: Sequence[str] | None = None, *, profile: str | None, parameters: dict[str, Any],
                 output_dir: str | Path, solutions_dir: str | Path = Path("solutions"),
                 stop_on_failure: bool = False, kernel_name: str | None = None,
-                progress: bool = True) -> list[LessonResult]:
+                verbose: bool = True) -> list[LessonResult]:
     """Execute lessons in order (all by default) with papermill and write the report; return the results.
 
     ``lessons`` accepts names like ``01``, ``1`` or ``01_cnn_from_scratch``. ``parameters`` maps notebook
@@ -282,12 +286,12 @@ def run_lessons(lessons: Sequence[str] | None = None, *, profile: str | None, pa
         if stop_on_failure and any(result.status == "failed" for result in results):
             results.append(LessonResult(lesson, "skipped", error="not run: an earlier lesson failed"))
             continue
-        if progress:
+        if verbose:
             print(f"[{number}/{len(chosen)}] {lesson}: running (profile {profile or 'auto'}) ...", flush=True)
         result = run_lesson(lesson, profile=profile, parameters=values[lesson], output_dir=output_dir,
-                            solutions_dir=solutions_dir, kernel_name=kernel_name, progress=progress)
+                            solutions_dir=solutions_dir, kernel_name=kernel_name, verbose=verbose)
         results.append(result)
-        if progress:
+        if verbose:
             print(result.error if result.error else f"[{number}/{len(chosen)}] {lesson}: passed in "
                   f"{_duration(result.seconds)}", flush=True)
     write_report(results, output_dir, profile=profile, parameters=parameters)

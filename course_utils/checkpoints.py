@@ -32,6 +32,10 @@ from course_utils.backbones import load_backbone
 from course_utils.files import atomic_write
 from course_utils.models import ScratchCNN, find_head, replace_head
 
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "CheckpointMismatchError",
+           "build_model_from_checkpoint", "check_compatible", "describe_model", "library_versions", "load_checkpoint",
+           "read_checkpoint", "save_checkpoint"]
+
 CHECKPOINT_FORMAT = "course_utils.checkpoint"
 CHECKPOINT_VERSION = 1
 

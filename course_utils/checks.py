@@ -21,6 +21,11 @@ from course_utils.devices import evaluating
 from course_utils.image_files import to_numpy
 from course_utils.models import body_blocks, find_head, head_parameters
 
+__all__ = ["ExerciseError", "check_all_frozen", "check_cnn", "check_conv_block", "check_features", "check_frozen",
+           "check_head", "check_held_out_types", "check_optimizer_groups", "check_padding", "check_probabilities",
+           "check_split_has_no_leak", "check_threshold", "check_training_step", "check_unfrozen_last_blocks",
+           "check_unknown_layout"]
+
 
 class ExerciseError(AssertionError):
     """An exercise's answer does not work yet; the message says what is wrong and hints at the fix."""

@@ -11,6 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+__all__ = ["LESSONS", "LESSON_DEFAULTS", "PROFILES", "PROFILE_DEFAULTS", "REPOSITORY_URL", "TARGET_SIGNS",
+           "UNKNOWN_CLASS", "default_data_dir", "default_output_dir", "profile_defaults", "resolve"]
+
 #: The lessons, in teaching order. The same file name (plus ``.ipynb``) is used in ``solutions/`` and
 #: ``notebooks/``.
 LESSONS: tuple[str, ...] = (

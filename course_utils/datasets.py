@@ -26,6 +26,9 @@ from course_utils.image_files import IMAGE_EXTENSIONS, image_problem, is_hidden
 from course_utils.samples import DatasetError, DownloadError, Sample, group_of, track_of
 from course_utils.splits import Split, select_classes, split_samples
 
+__all__ = ["DATASETS", "GTSRB_CLASSES", "find_split_folders", "gtsrb_samples", "list_unlabeled_images", "load_dataset",
+           "oxford_pet_samples", "scan_image_folder"]
+
 
 def _report_skipped(root: Path, skipped: list[tuple[Path, str]], total: int, empty_classes: list[str]
                     ) -> None:

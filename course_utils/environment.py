@@ -21,6 +21,9 @@ import torch
 
 from course_utils.config import PROFILES
 
+__all__ = ["LessonEnvironment", "PROFILE_VARIABLE", "choose_profile", "detect_platform", "profile_and_reason",
+           "profile_banner", "seed_everything", "select_device", "start_lesson"]
+
 #: The environment variable that chooses the profile when a notebook does not.
 PROFILE_VARIABLE = "COURSE_PROFILE"
 

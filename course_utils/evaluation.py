@@ -33,6 +33,9 @@ from course_utils.devices import batch_to_device, evaluating, model_device, run_
 from course_utils.files import atomic_write
 from course_utils.image_files import load_rgb, to_numpy
 
+__all__ = ["Predictions", "auroc", "classification_table", "max_softmax_scores", "ood_summary", "predict",
+           "predict_folder", "predict_image", "threshold_keeping"]
+
 ArrayLike = Any  # a torch tensor, numpy array or list of numbers
 
 

@@ -35,6 +35,8 @@ from course_utils.devices import batch_to_device, evaluating, model_device, run_
 from course_utils.files import atomic_write
 from course_utils.training import fit
 
+__all__ = ["clear_feature_cache", "compute_features", "feature_cache_key", "feature_loader", "train_head_on_features"]
+
 #: Features computed in this Python session, by cache key (see :func:`clear_feature_cache`).
 _MEMORY_CACHE: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 

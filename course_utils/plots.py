@@ -28,6 +28,11 @@ from PIL import Image
 
 from course_utils.image_files import load_rgb, to_numpy
 
+__all__ = ["CORRECT_COLOR", "MANY_CLASSES", "MISTAKE_COLOR", "plot_augmentations", "plot_class_confidence",
+           "plot_class_counts", "plot_classification_report", "plot_comparison", "plot_confusion_matrix",
+           "plot_history", "plot_image_grid", "plot_image_sizes", "plot_misclassified", "plot_predictions",
+           "plot_roc_curve", "plot_score_histograms"]
+
 CORRECT_COLOR = "tab:green"
 MISTAKE_COLOR = "tab:red"
 MANY_CLASSES = 12  # above this many classes, plots switch to a compact layout
@@ -470,27 +475,28 @@ def plot_roc_curve(known_scores: Any, unknown_scores: Any = None, *, title: str 
 
     Pass ``known_scores, unknown_scores`` for one method, or a dict ``{method: (known, unknown)}`` as the
     first argument to compare several. AUROC 1.0 separates perfectly; 0.5 (the diagonal) is chance.
+    scikit-learn's :class:`~sklearn.metrics.RocCurveDisplay` draws the curves ("known" is the positive class).
     """
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import RocCurveDisplay
 
     if isinstance(known_scores, Mapping):
         methods = dict(known_scores)
     else:
         methods = {"": (known_scores, unknown_scores)}
     figure, ax = plt.subplots(figsize=(5.5, 5))
-    for name, (known, unknown) in methods.items():
+    for number, (name, (known, unknown)) in enumerate(methods.items()):
         known, unknown = to_numpy(known).astype(float), to_numpy(unknown).astype(float)
         is_known = np.concatenate([np.ones(len(known)), np.zeros(len(unknown))])
-        scores = np.concatenate([known, unknown])
-        false_rate, true_rate, _ = roc_curve(is_known, scores)
-        area = roc_auc_score(is_known, scores)
-        ax.plot(false_rate, true_rate, linewidth=2,
-                label=f"{name} (AUROC = {area:.2f})" if name else f"AUROC = {area:.2f}")
-    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", label="chance (AUROC = 0.50)")
+        last = number == len(methods) - 1
+        display = RocCurveDisplay.from_predictions(is_known, np.concatenate([known, unknown]), pos_label=1,
+                                                   name=name or None, ax=ax, plot_chance_level=last)
+        area = f"AUROC = {display.roc_auc:.2f}"
+        display.line_.set_label(f"{name} ({area})" if name else area)
+        display.line_.set_linewidth(2)
+        if last:
+            display.chance_level_.set_label("chance (AUROC = 0.50)")
     ax.set_xlabel("unknown images accepted (false positive rate)")
     ax.set_ylabel("known images accepted (true positive rate)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
     ax.set_title(title or "ROC: known vs unknown")
     ax.legend(loc="lower right", fontsize=8)
     figure.tight_layout()

@@ -9,6 +9,8 @@ from typing import Any
 
 from course_utils.files import write_json_atomic
 
+__all__ = ["METRICS_FILE", "REQUIRED_KEYS", "read_metrics", "write_metrics"]
+
 METRICS_FILE = "metrics.json"
 
 #: Keys every lesson's metrics.json holds; ``course run`` puts them in its report.

@@ -17,6 +17,9 @@ import pandas as pd
 
 from course_utils.samples import DatasetError, Sample
 
+__all__ = ["PARTS", "Split", "drop_rare_classes", "group_overlap", "keep_largest_classes", "select_classes",
+           "split_samples", "with_unknown_class"]
+
 PARTS: tuple[str, ...] = ("train", "val", "test")
 
 

@@ -37,6 +37,9 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from course_utils.config import TARGET_SIGNS
 from course_utils.files import write_json_atomic
 
+__all__ = ["ALL_SIGNS", "GENERATOR_VERSION", "MANIFEST_NAME", "OTHER_SIGNS", "SCENE_COLOURS", "SCENE_SIZE",
+           "SUPERSAMPLING", "generate_signs", "render_sign"]
+
 #: Sign types that are not among the four targets; lesson 4 folds them into "unknown".
 OTHER_SIGNS: tuple[str, ...] = (
     "speed_limit_30", "speed_limit_50", "speed_limit_70", "no_passing", "no_vehicles", "end_of_limits",

@@ -39,6 +39,8 @@ from tqdm.auto import tqdm
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
 from course_utils.models import set_frozen_batchnorm_eval
 
+__all__ = ["HISTORY_COLUMNS", "PROGRESS_EVERY_STEPS", "evaluate_loss_accuracy", "fit", "train_one_epoch"]
+
 HISTORY_COLUMNS = [
     "epoch",
     "train_loss",

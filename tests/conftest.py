@@ -1,9 +1,15 @@
-"""Shared pytest fixtures: tiny, generic, never touching the network."""
+"""Shared pytest fixtures: tiny, generic, never touching the network.
+
+``course_run`` executes every solution notebook once per test session (``course run --profile smoke``);
+the tests marked ``notebooks`` share its output instead of executing the lessons again.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import nbformat
 import pytest
@@ -52,3 +58,29 @@ def python_notebook(cells: list, folder: Path | None = None, name: str | None = 
         folder.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, str(folder / f"{name}.ipynb"))
     return nb
+
+
+SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"
+
+
+class CourseRun(NamedTuple):
+    """What ``course run`` left: its exit status and output folder (``<lesson>/`` folders, ``report.md``)."""
+
+    exit_code: int
+    output: Path
+
+
+@pytest.fixture(scope="session")
+def course_run(tmp_path_factory: pytest.TempPathFactory) -> CourseRun:
+    """Every solution notebook executed once per session by ``course run --profile smoke`` (papermill).
+
+    Data come from ``$COURSE_DATA_DIR`` when set (``make test`` keeps them in build/test-data), else from a
+    temporary folder; nothing is downloaded in the smoke profile.
+    """
+    from course_tools.cli import main
+
+    output = tmp_path_factory.mktemp("course-run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COURSE_DATA_DIR", os.environ.get("COURSE_DATA_DIR") or str(tmp_path_factory.mktemp("data")))
+        code = main(["run", "--profile", "smoke", "--output", str(output), "--quiet", "--solutions", str(SOLUTIONS)])
+    return CourseRun(code, output)

@@ -9,8 +9,8 @@ import pytest
 from conftest import python_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
-from course_tools.cli import main
 from course_tools import prefetch as prefetch_module
+from course_tools.cli import main
 
 PARAMETERS = (
     "PROFILE = None  # full, offline or smoke\n"
@@ -63,6 +63,7 @@ def test_build_and_check(course, capsys):
     assert "notebooks/02_good.ipynb: out of date" in capsys.readouterr().out
 
 
+@pytest.mark.notebooks
 def test_run_reports_the_failing_lesson_and_cell_and_runs_the_others(course, capsys):
     status = main(["run", "--profile", "smoke", "-p", "EPOCHS", "3", "--output", "out", "--quiet"])
     assert status == 1
@@ -76,6 +77,7 @@ def test_run_reports_the_failing_lesson_and_cell_and_runs_the_others(course, cap
     assert (course / "out" / "01_broken" / "01_broken.html").is_file()
 
 
+@pytest.mark.notebooks
 def test_stop_on_failure_skips_the_rest(course, capsys):
     assert main(["run", "1", "02_good", "--profile", "smoke", "--output", "out", "--stop-on-failure",
                  "--quiet"]) == 1
@@ -93,16 +95,23 @@ def test_unknown_lesson_or_parameter_is_refused_before_anything_runs(course, cap
     assert not (course / "out").exists()
 
 
-def test_params_prints_what_papermill_prints(course, capsys):
+def test_params_shows_each_parameter_and_how_to_set_it(course, capsys):
     assert main(["params", "2"]) == 0
-    ours = capsys.readouterr().out.splitlines()
-    from click.testing import CliRunner
-    from papermill.cli import papermill
+    out = capsys.readouterr().out
+    assert "Usage: course run 02_good [-p NAME VALUE]..." in out
+    assert "Parameters inferred for notebook 'solutions/02_good.ipynb':" in out
+    assert "  EPOCHS: int (default 2)         passes over the training set" in out
+    assert "  PROFILE: Unknown type (default None)" in out  # no annotation
+    assert "01_broken" not in out
 
-    theirs = CliRunner().invoke(papermill, ["--help-notebook", "solutions/02_good.ipynb"]).output.splitlines()
-    start = theirs.index("Parameters inferred for notebook 'solutions/02_good.ipynb':")
-    assert ours[: len(theirs) - start] == theirs[start:]
-    assert "  EPOCHS: int (default 2)         passes over the training set" in ours
+
+def test_params_of_a_lesson_without_parameters_cell_exits_1(course, capsys):
+    nb = nbformat.read("solutions/01_broken.ipynb", 4)
+    nb.cells[2].metadata["tags"] = []
+    nbformat.write(nb, "solutions/01_broken.ipynb")
+    assert main(["params"]) == 1
+    out = capsys.readouterr().out
+    assert "No cell tagged 'parameters'" in out and "EPOCHS: int (default 2)" in out
 
 
 def test_prefetch_without_network_fails_with_a_clear_message(course, monkeypatch, capsys):

@@ -1,7 +1,8 @@
 """The lessons themselves: solutions executed, student notebooks in sync, leak-free, and runnable to their first stub.
 
-The solution notebooks are executed under nbval by ``make test`` (``pytest solutions --nbval-lax``); this
-file checks what nbval cannot: the notebooks' contract (tags, parameters) and the generated student versions.
+Each solution notebook executes once per test session, through ``course run --profile smoke`` (the
+``course_run`` fixture in conftest.py); the tests marked ``notebooks`` read what that run left. The student
+notebooks (a different notebook: stubs instead of solutions) execute up to their first stub.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def test_solution_notebook_is_executed_with_outputs_kept(lesson):
     assert not errors, f"{lesson}: the executed solution holds an error output"
 
 
+@pytest.mark.notebooks
 @pytest.mark.parametrize("lesson", config.LESSONS)
 def test_student_notebook_runs_up_to_its_first_exercise_stub(lesson, tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
@@ -95,22 +97,46 @@ def test_student_notebook_runs_up_to_its_first_exercise_stub(lesson, tmp_path, m
     assert expected.group(1) in raised.value.evalue
 
 
-def test_course_run_executes_a_real_lesson_and_reports_it(tmp_path, monkeypatch):
-    from course_tools.cli import main
+def _report_rows(report: str) -> dict[str, list[str]]:
+    """``{lesson: [status, profile, data set, backbone, key metrics, wall time]}`` from report.md's table."""
+    rows = {}
+    for line in report.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] in config.LESSONS:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.mark.notebooks
+def test_course_run_passes_every_lesson_and_reports_each(course_run):
+    report = (course_run.output / "report.md").read_text()
+    assert course_run.exit_code == 0, report
+    rows = _report_rows(report)
+    assert list(rows) == list(config.LESSONS)
+    for lesson, (status, profile, dataset, arch, metrics, wall_time) in rows.items():
+        assert (status, profile) == ("passed", "smoke"), f"{lesson}: {rows[lesson]}"
+        assert dataset == "synthetic-signs" and arch, f"{lesson}: {rows[lesson]}"
+        assert "accuracy" in metrics and wall_time, f"{lesson}: {rows[lesson]}"
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("lesson", config.LESSONS)
+def test_executed_solution_has_no_error_output(course_run, lesson):
+    executed = nbformat.read(course_run.output / lesson / f"{lesson}.ipynb", as_version=4)
+    code = [cell for cell in _code_cells(executed) if cell.source.strip()]
+    assert code and all(cell.get("execution_count") is not None for cell in code), f"{lesson}: not fully run"
+    errors = [o for cell in code for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{lesson}: {errors[0].get('ename')}: {errors[0].get('evalue')}" if errors else ""
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("lesson", config.LESSONS)
+def test_executed_solution_writes_its_metrics(course_run, lesson):
     from course_utils import results
 
-    monkeypatch.setenv("COURSE_DATA_DIR", os.environ.get("COURSE_DATA_DIR", str(tmp_path / "data")))
-    output = tmp_path / "workshop"
-    code = main(["run", "01", "--profile", "smoke", "--output", str(output), "--quiet",
-                 "--solutions", str(SOLUTIONS), "-p", "EPOCHS", "2"])
-    assert code == 0
-
-    lesson = config.LESSONS[0]
-    executed = nbformat.read(output / lesson / f"{lesson}.ipynb", as_version=4)
-    assert not [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    metrics = results.read_metrics(output / lesson)
-    assert (metrics["profile"], metrics["epochs"]) == ("smoke", 2)
-    assert 0.0 <= metrics["test_accuracy"] <= 1.0
-    report = (output / "report.md").read_text()
-    row = next(line for line in report.splitlines() if lesson in line and "|" in line)
-    assert "smoke" in row and "synthetic-signs" in row
+    metrics = results.read_metrics(course_run.output / lesson)
+    missing = [key for key in results.REQUIRED_KEYS if key not in metrics]
+    assert not missing, f"{lesson}: metrics.json lacks {missing}"
+    assert (metrics["lesson"], metrics["profile"]) == (lesson, "smoke")
+    accuracies = {key: value for key, value in metrics.items() if key.endswith("accuracy")}
+    assert accuracies and all(0.0 <= value <= 1.0 for value in accuracies.values()), f"{lesson}: {accuracies}"

@@ -13,6 +13,7 @@ from conftest import python_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
 from course_tools.notebooks import (
+    MARKDOWN_STUB,
     MarkerError,
     Parameter,
     badges_markdown,
@@ -138,6 +139,52 @@ def test_marker_error_names_the_exercise():
         student_version(lesson_notebook(source), notebook_name="nb.ipynb")
 
 
+MARKDOWN_ANSWER = (
+    "**Question.** Why does the frozen backbone train faster?\n"
+    "### BEGIN SOLUTION\n"
+    "Only the head's weights get gradients: secret markdown answer.\n"
+    "\n"
+    "The backbone's activations can even be cached.\n"
+    "### END SOLUTION\n"
+    "1. And with more data?\n"
+    "   ### BEGIN SOLUTION\n"
+    "   Fine-tuning catches up: second secret.\n"
+    "   ### END SOLUTION\n"
+    "Next section."
+)
+
+
+def test_markdown_solution_regions_become_one_stub_line_each():
+    solution = lesson_notebook("x = 1")
+    solution.cells.insert(4, new_markdown_cell(MARKDOWN_ANSWER))
+    student = student_version(solution)
+    assert student.cells[4].source == (
+        "**Question.** Why does the frozen backbone train faster?\n"
+        f"{MARKDOWN_STUB}\n"
+        "1. And with more data?\n"
+        f"   {MARKDOWN_STUB}\n"  # stays inside the list item
+        "Next section."
+    )
+    assert solution.cells[4].source == MARKDOWN_ANSWER  # the input is left alone
+    assert student.cells[3] == solution.cells[3]  # markdown without regions is kept as it is
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n", "nested"),
+        ("answer\n### END SOLUTION", "without ### BEGIN SOLUTION"),
+        ("### BEGIN SOLUTION\nanswer", "has no ### END SOLUTION"),
+    ],
+)
+def test_malformed_markers_in_markdown_name_the_notebook_and_cell(source, words):
+    solution = lesson_notebook("x = 1")
+    solution.cells.insert(4, new_markdown_cell(source))
+    with pytest.raises(MarkerError) as caught:
+        student_version(solution, notebook_name="solutions/07_demo.ipynb")
+    assert "solutions/07_demo.ipynb, cell 4" in str(caught.value) and words in str(caught.value)
+
+
 def test_setup_cell_is_stdlib_python_that_does_nothing_off_colab_and_kaggle(monkeypatch):
     monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
     source = setup_cell_source()
@@ -228,6 +275,24 @@ def test_check_reports_leaked_solution_lines(tmp_path):
     assert any("leaked" in problem and "secret_padding = kernel_size // 2" in problem for problem in problems)
 
 
+def test_check_reports_solution_text_leaked_into_student_markdown(tmp_path):
+    solutions, notebooks = tmp_path / "solutions", tmp_path / "notebooks"
+    solutions.mkdir()
+    solution = lesson_notebook("x = 1")
+    solution.cells.insert(4, new_markdown_cell(MARKDOWN_ANSWER))
+    nbformat.write(solution, str(solutions / "01_a.ipynb"))
+    build(solutions, notebooks)
+    student = nbformat.read(str(notebooks / "01_a.ipynb"), 4)
+    assert "secret" not in student.cells[4].source
+    assert check(solutions, notebooks) == []
+
+    student.cells[4].source += "\n\nOnly the head's weights get gradients: secret markdown answer."
+    nbformat.write(student, str(notebooks / "01_a.ipynb"))
+    problems = check(solutions, notebooks)
+    assert any("1 solution line(s) leaked" in problem and "secret markdown answer" in problem
+               for problem in problems)
+
+
 def test_leak_check_ignores_lines_that_also_appear_outside_solutions(tmp_path):
     solutions, notebooks = tmp_path / "solutions", tmp_path / "notebooks"
     solutions.mkdir()
@@ -251,14 +316,22 @@ def test_check_reports_markers_and_missing_tags(tmp_path):
         build(solutions, notebooks)
 
 
-def test_read_parameters_matches_papermill(tmp_path):
-    from papermill.inspection import inspect_notebook
-
+def test_read_parameters_gives_names_types_defaults_and_help_in_order(tmp_path):
     path = tmp_path / "lesson.ipynb"
     nbformat.write(lesson_notebook("x = 1"), str(path))
     parameters = read_parameters(path)
-    expected = [Parameter(p["name"], p["inferred_type_name"], p["default"], p["help"])
-                for p in inspect_notebook(str(path)).values()]
-    assert parameters == expected
-    assert parameters[1] == Parameter("EPOCHS", "int", "3", "passes over the training set")
     assert [p.name for p in parameters] == ["PROFILE", "EPOCHS", "DATASET", "LEARNING_RATE", "CLASSES"]
+    assert parameters[0] == Parameter("PROFILE", "None", "None", "full, offline or smoke")
+    assert parameters[1] == Parameter("EPOCHS", "int", "3", "passes over the training set")
+    assert parameters[2].default == '"synthetic-signs"'
+    assert parameters[3] == Parameter("LEARNING_RATE", "None", "1e-3", "")
+    assert parameters[4].default.replace(" ", "").replace("\n", "") == "['stop','give_way',]"
+    assert parameters[4].help == "classes to keep"
+
+
+def test_read_parameters_of_a_notebook_without_parameters_cell_is_empty(tmp_path):
+    nb = lesson_notebook("EPOCHS = 3")
+    nb.cells[2].metadata["tags"] = []
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(nb, str(path))
+    assert read_parameters(path) == []

@@ -288,9 +288,17 @@ def test_roc_curve_reports_auroc_for_one_or_several_methods():
     figure = plots.plot_roc_curve(np.array([0.9, 0.8, 0.95]), np.array([0.1, 0.3]))
     legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert legend == ["AUROC = 1.00", "chance (AUROC = 0.50)"]
+    curve = figure.axes[0].lines[0]
+    # perfect separation: every known image is accepted before any unknown one
+    assert (0.0, 1.0) in set(zip(curve.get_xdata(), curve.get_ydata(), strict=True))
+    assert figure.axes[0].get_xlabel() == "unknown images accepted (false positive rate)"
     figure = plots.plot_roc_curve({"softmax": ([0.9, 0.4], [0.5, 0.1]), "flipped": ([0.1], [0.9])})
     legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert legend == ["softmax (AUROC = 0.75)", "flipped (AUROC = 0.00)", "chance (AUROC = 0.50)"]
+    chance = figure.axes[0].lines[-1]
+    assert list(chance.get_xdata()) == [0, 1] and list(chance.get_ydata()) == [0, 1]
+    flipped = figure.axes[0].lines[1]
+    assert list(flipped.get_xdata()) == [0.0, 1.0, 1.0] and list(flipped.get_ydata()) == [0.0, 0.0, 1.0]
 
 
 def test_comparison_has_one_panel_per_metric_with_formatted_labels():

@@ -111,6 +111,7 @@ def test_parameters_go_to_the_lessons_that_declare_them(tmp_path):
     assert values == {"01_a": {"EPOCHS": 4}, "02_b": {"SEED": 1}}
 
 
+@pytest.mark.notebooks
 def test_run_lessons_executes_reports_and_goes_on_after_a_failure(tmp_path, monkeypatch):
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
     solutions = tmp_path / "solutions"
@@ -121,7 +122,7 @@ def test_run_lessons_executes_reports_and_goes_on_after_a_failure(tmp_path, monk
     (output / "01_broken" / "metrics.json").write_text('{"test_accuracy": 0.99}')  # from an older run
 
     results = run_lessons(profile="smoke", parameters={"EPOCHS": "3", "FREEZE": "false"}, output_dir=output,
-                          solutions_dir=solutions, progress=False)
+                          solutions_dir=solutions, verbose=False)
 
     broken, good = results
     assert (broken.lesson, broken.status) == ("01_broken", "failed")
