@@ -22,6 +22,22 @@ def _current_umask() -> int:
     return mask
 
 
+def ensure_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` (and its parents) unless it exists; say which path is a file when one is in the way.
+
+    ``Path.mkdir`` alone answers a regular file on the way with a bare ``FileExistsError: File exists``.
+    """
+    folder = Path(folder)
+    for candidate in (folder, *folder.parents):
+        if candidate.exists() or candidate.is_symlink():
+            if not candidate.is_dir():
+                raise NotADirectoryError(f"Cannot create {folder}: {candidate} is a file, not a folder; "
+                                         "choose another folder, or move that file away.")
+            break
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
@@ -31,7 +47,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     folder so that the final :func:`os.replace` is atomic on every operating system.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(target.parent)
     handle, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
     temporary = Path(temporary_name)
