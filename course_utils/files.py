@@ -22,6 +22,24 @@ def _current_umask() -> int:
     return mask
 
 
+def printable_name(name: str | os.PathLike[str]) -> str:
+    """A file name safe to print or write as UTF-8: bytes that are not UTF-8 become ``\\xNN`` escapes.
+
+    Linux allows any bytes in names; Python keeps the undecodable ones as "surrogates", which ``print``
+    and UTF-8 files refuse (``UnicodeEncodeError``).
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def is_utf8_name(name: str | os.PathLike[str]) -> bool:
+    """Whether a file name is valid UTF-8 (on Linux a name may be any bytes)."""
+    try:
+        os.fsencode(name).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def ensure_folder(folder: str | os.PathLike[str]) -> Path:
     """Create ``folder`` (and its parents) unless it exists; say which path is a file when one is in the way.
 
@@ -31,8 +49,9 @@ def ensure_folder(folder: str | os.PathLike[str]) -> Path:
     for candidate in (folder, *folder.parents):
         if candidate.exists() or candidate.is_symlink():
             if not candidate.is_dir():
-                raise NotADirectoryError(f"Cannot create {folder}: {candidate} is a file, not a folder; "
-                                         "choose another folder, or move that file away.")
+                where = "" if candidate == folder else f"Cannot create {folder}: "
+                raise NotADirectoryError(f"{where}{candidate} is a file, not a folder; choose another folder, "
+                                         "or move that file away.")
             break
     folder.mkdir(parents=True, exist_ok=True)
     return folder
