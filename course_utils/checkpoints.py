@@ -20,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import zipfile
 import platform
+import zipfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path

@@ -198,9 +198,12 @@ def parameter_problem(name: str, value: Any, *, base_dir: str | os.PathLike[str]
     if key in ("data_dir", "output_dir"):
         if not isinstance(value, (str, os.PathLike)):
             return f"{shown} is not allowed: use the path of a folder."
-        path = Path(value)
-        if path.exists() and not path.is_dir():
+        path = Path(value).expanduser()
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker == path:
             return f"{shown} is a file, not a folder: use the path of a folder."
+        if blocker is not None:
+            return f"{shown} lies below {blocker}, which is a file, not a folder: use another folder."
         return None
     if key.endswith("fraction") or key.startswith("keep_"):
         if not _is_number(value) or not 0 < value <= 1:

@@ -201,3 +201,10 @@ def test_a_failed_html_copy_is_reported_not_passed(tmp_path, monkeypatch):
     assert "HTML copy" in result.error and "No space left on device" in result.error
     assert "| 01_a | failed |" in (tmp_path / "out" / "report.md").read_text()
     assert (tmp_path / "out" / "01_a" / "01_a.ipynb").is_file()  # the executed notebook is kept
+
+
+def test_a_data_dir_below_a_regular_file_is_named(tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("notes")
+    with pytest.raises(ParameterError, match=f"DATA_DIR=.* lies below {afile}, which is a file"):
+        check_parameters({"DATA_DIR": str(afile / "data")})
