@@ -190,7 +190,8 @@ def parameter_problem(name: str, value: Any, *, base_dir: str | os.PathLike[str]
         if folder is not None and not folder.is_absolute() and base_dir is not None:
             folder = Path(base_dir) / folder
         if folder is None or not folder.is_dir():
-            where = f" (looked for {folder.absolute()})" if folder is not None else ""
+            where = (f" (looked for {folder.absolute()})"
+                     if folder is not None and str(folder.absolute()) != str(value) else "")
             kind = "is a file, not a folder" if folder is not None and folder.exists() else "is unknown"
             return (f"{shown} {kind}{where}: use one of {', '.join(DATASETS)} or the path of an existing "
                     "folder of class folders.")
