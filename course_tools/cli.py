@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _build(args: argparse.Namespace) -> int:
     from course_tools.notebooks import build
+    from course_tools.runner import require_solutions_dir
+
+    require_solutions_dir(args.solutions)
 
     changed = build(args.solutions, args.notebooks)
     for path in changed:
@@ -74,6 +77,9 @@ def _build(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from course_tools.notebooks import check
+    from course_tools.runner import require_solutions_dir
+
+    require_solutions_dir(args.solutions)
 
     problems = check(args.solutions, args.notebooks)
     for problem in problems:
@@ -86,7 +92,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from course_tools.runner import run_lessons
+    from course_tools.runner import INTERRUPTED_EXIT_CODE, run_lessons
 
     parameters = dict(args.parameter)
     results = run_lessons(args.lessons or None, profile=args.profile, parameters=parameters,
@@ -95,6 +101,10 @@ def _run(args: argparse.Namespace) -> int:
                           verbose=not args.quiet)
     failed = [result for result in results if result.status != "passed"]
     report = args.output / "report.md"
+    stopped = next((result for result in results if result.status == "interrupted"), None)
+    if stopped is not None:
+        print(f"{stopped.error}; report: {report}", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
     print(f"{len(results) - len(failed)} of {len(results)} lesson(s) passed; report: {report}")
     for result in failed:
         print(f"  {result.status}: {result.error}")
@@ -103,9 +113,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _params(args: argparse.Namespace) -> int:
     from course_tools.notebooks import show_parameters
-    from course_tools.runner import available_lessons, resolve_lesson
+    from course_tools.runner import available_lessons, require_solutions_dir, resolve_lesson
 
-    known = available_lessons(args.solutions)
+    known = available_lessons(require_solutions_dir(args.solutions))
     lessons = [resolve_lesson(name, known) for name in args.lessons] if args.lessons else known
     missing = 0
     for lesson in lessons:
@@ -126,12 +136,16 @@ def _prefetch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``course`` command with ``argv`` (default: the command line); return the exit status.
 
-    0 on success, 1 when a check or a lesson failed, 2 for a usage error (unknown lesson, parameter, ...).
+    0 on success, 1 when a check or a lesson failed, 2 for a usage error (unknown lesson, parameter value,
+    no solutions folder, ...), 130 when stopped with Ctrl+C.
     """
     args = _parser().parse_args(argv)
     handlers = {"build": _build, "check": _check, "run": _run, "params": _params, "prefetch": _prefetch}
     try:
         return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print(f"course {args.command}: interrupted.", file=sys.stderr)
+        return 130
     except (ValueError, RuntimeError, OSError) as error:
         print(f"course {args.command}: error: {error}", file=sys.stderr)
         return 2

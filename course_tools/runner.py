@@ -42,9 +42,17 @@ class LessonSelectionError(ValueError):
     """A lesson name or a parameter that no chosen lesson knows."""
 
 
+#: Exit status of a run stopped with Ctrl+C (128 + SIGINT), as shells report it.
+INTERRUPTED_EXIT_CODE = 130
+
+#: Parameters holding paths: a relative path means relative to the folder ``course run`` was started in
+#: (the kernel itself runs in ``solutions/``).
+PATH_PARAMETERS = ("DATASET", "DATA_DIR")
+
+
 @dataclass
 class LessonResult:
-    """What happened to one lesson: ``status`` is ``passed``, ``failed`` or ``skipped``."""
+    """What happened to one lesson: ``status`` is ``passed``, ``failed``, ``interrupted`` or ``skipped``."""
 
     lesson: str
     status: str
@@ -58,6 +66,41 @@ class LessonResult:
 # --------------------------------------------------------------------------------------------------------
 # Choosing lessons and parameters
 # --------------------------------------------------------------------------------------------------------
+
+
+def require_solutions_dir(solutions_dir: str | Path) -> Path:
+    """Return ``solutions_dir`` when it is a folder; else raise :class:`LessonSelectionError` naming it.
+
+    Run outside the repository, ``course`` would otherwise find no notebooks and report success.
+    """
+    folder = Path(solutions_dir)
+    if not folder.is_dir():
+        raise LessonSelectionError(
+            f"No solutions folder at {folder.absolute()}: run course from the course repository's root "
+            "folder, or pass --solutions DIR.")
+    return folder
+
+
+def absolute_paths(parameters: dict[str, Any], base_dir: str | Path | None = None) -> dict[str, Any]:
+    """Make the relative paths among ``parameters`` (``DATASET``, ``DATA_DIR``) absolute from ``base_dir``.
+
+    ``base_dir`` defaults to the current folder (where ``course run`` was started). Data set names such as
+    ``synthetic-signs`` stay names, unless a folder of that name exists in ``base_dir``.
+    """
+    from course_utils.datasets import DATASETS
+
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    converted = dict(parameters)
+    for name, value in parameters.items():
+        if name.upper() not in PATH_PARAMETERS or not isinstance(value, str) or not value:
+            continue
+        path = Path(value).expanduser()
+        if path.is_absolute():
+            continue
+        if name.upper() == "DATASET" and value in DATASETS and not (base / path).is_dir():
+            continue
+        converted[name] = str((base / path).absolute())
+    return converted
 
 
 def available_lessons(solutions_dir: str | Path = "solutions") -> list[str]:
@@ -245,18 +288,32 @@ def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], 
                 str(source), str(running), parameters=values, kernel_name=_kernel_name(source, kernel_name),
                 progress_bar=verbose, cwd=str(solutions_dir.resolve()), log_output=False,
             )
+    except KeyboardInterrupt:  # Ctrl+C: keep what ran, let run_lessons write the report and stop
+        interrupted = True
     except Exception as failure:  # any failure is reported; the other lessons go on
         error = _failure_line(lesson, failure, running)
-    if running.is_file() and running.stat().st_size:
-        os.replace(running, executed)
+        interrupted = getattr(failure, "ename", None) == "KeyboardInterrupt"  # the kernel got the Ctrl+C
     else:
-        running.unlink(missing_ok=True)
-        executed.unlink(missing_ok=True)
+        interrupted = False
+    with contextlib.suppress(OSError):
+        if running.is_file() and running.stat().st_size:
+            os.replace(running, executed)
+        else:
+            running.unlink(missing_ok=True)
+            executed.unlink(missing_ok=True)
+    running.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
+    if interrupted:
+        return LessonResult(lesson, "interrupted", seconds, read_metrics(folder), f"interrupted in lesson {lesson}",
+                            executed if executed.is_file() else None, None)
     page = None
     if executed.is_file():
-        with contextlib.suppress(Exception):  # a report without the HTML copy is still a report
+        try:
             page = export_html(executed)
+        except Exception as failure:  # a full disk, say: the lesson ran, but its HTML copy is missing
+            first = (str(failure).strip().splitlines() or [""])[0]
+            error = error or (f"{lesson}: the lesson ran, but its HTML copy {executed.with_suffix('.html')} "
+                              f"could not be written ({type(failure).__name__}: {first})")
     return LessonResult(lesson, "failed" if error else "passed", seconds, read_metrics(folder), error,
                         executed if executed.is_file() else None, page)
 
@@ -271,7 +328,7 @@ def run_lessons(lessons: Sequence[str] | None = None, *, profile: str | None, pa
     parameter names to values; strings are converted to each parameter's type. Unknown lessons or parameter
     names raise :class:`LessonSelectionError` before anything runs.
     """
-    solutions_dir, output_dir = Path(solutions_dir), Path(output_dir)
+    solutions_dir, output_dir = require_solutions_dir(solutions_dir), Path(output_dir)
     known = available_lessons(solutions_dir)
     chosen = [resolve_lesson(name, known) for name in lessons] if lessons else known
     if not chosen:
@@ -280,9 +337,15 @@ def run_lessons(lessons: Sequence[str] | None = None, *, profile: str | None, pa
         choices = ", ".join(config.PROFILES)
         raise LessonSelectionError(f"Unknown profile {profile!r}: choose one of {choices}.")
     values = lesson_parameters(chosen, parameters, solutions_dir)
+    for lesson in chosen:  # checked here, before any kernel starts
+        values[lesson] = absolute_paths(values[lesson])
+        config.check_parameters(values[lesson])
 
     results: list[LessonResult] = []
     for number, lesson in enumerate(chosen, start=1):
+        if any(result.status == "interrupted" for result in results):
+            results.append(LessonResult(lesson, "skipped", error="not run: the run was interrupted"))
+            continue
         if stop_on_failure and any(result.status == "failed" for result in results):
             results.append(LessonResult(lesson, "skipped", error="not run: an earlier lesson failed"))
             continue
@@ -291,7 +354,7 @@ def run_lessons(lessons: Sequence[str] | None = None, *, profile: str | None, pa
         result = run_lesson(lesson, profile=profile, parameters=values[lesson], output_dir=output_dir,
                             solutions_dir=solutions_dir, kernel_name=kernel_name, verbose=verbose)
         results.append(result)
-        if verbose:
+        if verbose and result.status != "interrupted":
             print(result.error if result.error else f"[{number}/{len(chosen)}] {lesson}: passed in "
                   f"{_duration(result.seconds)}", flush=True)
     write_report(results, output_dir, profile=profile, parameters=parameters)
@@ -375,7 +438,7 @@ def write_report(results: Sequence[LessonResult], output_dir: str | Path, *, pro
         f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>\n"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.failed{background:#fdd}"
-        ".passed{background:#efe}.skipped{background:#eee}</style></head><body>\n"
+        ".passed{background:#efe}.skipped{background:#eee}.interrupted{background:#ffd}</style></head><body>\n"
         f"<h1>{html.escape(title)}</h1>\n<p>{html.escape(intro)}</p>\n<table>\n<tr>"
         + "".join(f"<th>{html.escape(name)}</th>" for name in REPORT_COLUMNS) + "</tr>\n"
         + body + "</table>\n"

@@ -3,7 +3,7 @@
 A checkpoint is a plain dictionary written with ``torch.save``::
 
     {"format": "course_utils.checkpoint", "version": 1,
-     "model_state": <state dict>, "metadata": {...},
+     "model_state": <state dict>, "metadata": {...}, "weights_sha256": <hex>,
      "optimizer_state": <optional>, "scheduler_state": <optional>}
 
 It holds only tensors, numbers, strings, lists, tuples and dictionaries, so it loads with
@@ -17,9 +17,11 @@ leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import platform
+import zipfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +40,8 @@ __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "Checkp
 
 CHECKPOINT_FORMAT = "course_utils.checkpoint"
 CHECKPOINT_VERSION = 1
+#: Versions this code can read (a file from a newer course version is refused, not misread).
+READABLE_VERSIONS = (1,)
 
 
 class CheckpointError(ValueError):
@@ -88,6 +92,24 @@ def describe_model(model: nn.Module) -> dict[str, Any]:
         "hidden_units": [m.out_features for m in linears[:-1]],
         "dropout": dropouts[0] if dropouts else 0.0,
     }
+
+
+def weights_checksum(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over a state dict's names, dtypes, shapes and tensor bytes, in key order (hex string).
+
+    Stored at save time and compared at load time, so flipped bytes inside a tensor are noticed.
+    """
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key]
+        digest.update(key.encode("utf-8", "surrogateescape"))
+        if not isinstance(tensor, torch.Tensor):
+            digest.update(repr(tensor).encode("utf-8"))
+            continue
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def _plain(value: Any) -> Any:
@@ -149,6 +171,7 @@ def save_checkpoint(
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metadata": _plain(metadata),
     }
+    checkpoint["weights_sha256"] = weights_checksum(checkpoint["model_state"])
     if optimizer is not None:
         checkpoint["optimizer_state"] = optimizer.state_dict()
     if scheduler is not None:
@@ -159,10 +182,12 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a checkpoint file safely (``weights_only=True``) and return the raw dictionary.
+    """Read a checkpoint file safely (``weights_only=True``), check it and return the raw dictionary.
 
-    Raises :class:`CheckpointError` for a file holding pickled Python objects (for example a whole model
-    saved with ``torch.save(model)``), which could run arbitrary code when loaded.
+    Raises :class:`CheckpointError` naming the file for a file holding pickled Python objects (for example a
+    whole model saved with ``torch.save(model)``, which could run code when loaded), a damaged or truncated
+    file, a file of another kind, one without weights or metadata, a format version this code does not
+    know, and weights whose checksum differs from the one stored at save time.
     """
     path = Path(path)
     if not path.is_file():
@@ -176,14 +201,35 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             "Only if you trust its source: load it with weights_only=False and save model.state_dict() "
             "with save_checkpoint instead."
         ) from error
-    except (RuntimeError, EOFError) as error:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as error:
+        first = (str(error).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"{path} is not a readable checkpoint (damaged or not a torch file): {error}"
+            f"{path} is not a readable checkpoint (damaged, truncated or not a torch file: "
+            f"{type(error).__name__}: {first}); save it again, or copy it again from where it came from."
         ) from error
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path} is a torch file but not a course_utils checkpoint; for a bare state dict use "
             "model.load_state_dict(torch.load(path, weights_only=True))."
+        )
+    version = checkpoint.get("version")
+    if version not in READABLE_VERSIONS:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version!r}, which this course_utils "
+            f"({', '.join(map(str, READABLE_VERSIONS))} only) cannot read: update the course package."
+        )
+    missing = [key for key in ("model_state", "metadata") if key not in checkpoint]
+    if missing or not isinstance(checkpoint.get("model_state"), dict) \
+            or not isinstance(checkpoint.get("metadata"), dict):
+        raise CheckpointError(
+            f"{path} is damaged: it lacks {' and '.join(missing) or 'a valid model_state or metadata'}; "
+            "save it again with save_checkpoint."
+        )
+    stored = checkpoint.get("weights_sha256")
+    if stored is not None and stored != weights_checksum(checkpoint["model_state"]):
+        raise CheckpointError(
+            f"{path} is damaged: its weights do not match the checksum stored when it was saved "
+            "(changed bytes); save it again, or copy it again from where it came from."
         )
     return checkpoint
 

@@ -7,6 +7,7 @@ overrides any of them with papermill (``course run -p EPOCHS 5``).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,127 @@ def resolve(profile: str, lesson: str | None = None, **parameters: Any) -> dict[
         key = name.lower()
         if value is not None or key not in settings:
             settings[key] = value
+    check_parameters(settings)
     return settings
+
+
+#: The image sizes (side of the square, in pixels) the lessons accept: below 32 the backbones' feature maps
+#: shrink to nothing and accuracy drops to chance; above 1024 one batch needs gigabytes of memory.
+IMAGE_SIZE_RANGE: tuple[int, int] = (32, 1024)
+
+#: Seeds must fit numpy's and torch's generators.
+SEED_RANGE: tuple[int, int] = (0, 2**32 - 1)
+
+
+class ParameterError(ValueError):
+    """A lesson parameter with a value of the wrong type or outside its allowed range."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def parameter_problem(name: str, value: Any, *, base_dir: str | os.PathLike[str] | None = None) -> str | None:
+    """What is wrong with one lesson parameter's value, as one sentence; ``None`` when it is fine.
+
+    ``name`` is matched case-insensitively. ``None`` always means "the default". The rules:
+
+    - ``EPOCHS``, ``FEATURE_EPOCHS``, ``HAND_EPOCHS`` (any ``*EPOCHS``), ``BATCH_SIZE``, ``SYNTHETIC_*``:
+      whole numbers >= 1;
+    - ``IMAGE_SIZE``: a whole number in :data:`IMAGE_SIZE_RANGE` (32..1024);
+    - ``SEED``: a whole number in :data:`SEED_RANGE`;
+    - ``PROFILE``: one of :data:`PROFILES`; ``ARCH``: a backbone of ``backbones.BACKBONES`` or
+      ``"scratch_cnn"``;
+    - ``DATASET``: a known data set name or an existing folder (relative paths from ``base_dir``, default
+      the current folder);
+    - ``DATA_DIR``/``OUTPUT_DIR``: a path that is not a regular file;
+    - ``*_FRACTION`` and ``KEEP_*``: a number in (0, 1]; ``*BLOCKS``: a whole number >= 0;
+    - any other number (learning rates, ...): finite and > 0.
+    """
+    key = name.lower()
+    upper = name.upper()
+    if value is None:
+        return None
+    shown = f"{upper}={value!r}"
+    if key.endswith("epochs") or key == "batch_size" or key.startswith("synthetic_"):
+        if not _is_int(value) or value < 1:
+            return f"{shown} is not allowed: use a whole number >= 1."
+        return None
+    if key == "image_size":
+        low, high = IMAGE_SIZE_RANGE
+        if not _is_int(value) or not low <= value <= high:
+            return f"{shown} is not allowed: use a whole number of pixels from {low} to {high}."
+        return None
+    if key == "seed":
+        low, high = SEED_RANGE
+        if not _is_int(value) or not low <= value <= high:
+            return f"{shown} is not allowed: use a whole number from {low} to {high}."
+        return None
+    if key == "profile":
+        if value not in PROFILES:
+            return f"{shown} is not allowed: use one of {', '.join(PROFILES)} (or None: automatic)."
+        return None
+    if key == "arch":
+        from course_utils.backbones import BACKBONES
+
+        allowed = [*BACKBONES, "scratch_cnn"]
+        if not isinstance(value, str) or value not in allowed:
+            return f"{shown} is not allowed: use one of {', '.join(allowed)} (or None: the profile's)."
+        return None
+    if key == "dataset":
+        from course_utils.datasets import DATASETS
+
+        if isinstance(value, (str, os.PathLike)) and str(value) in DATASETS:
+            return None
+        folder = Path(value) if isinstance(value, (str, os.PathLike)) else None
+        if folder is not None and not folder.is_absolute() and base_dir is not None:
+            folder = Path(base_dir) / folder
+        if folder is None or not folder.is_dir():
+            where = (f" (looked for {folder.absolute()})"
+                     if folder is not None and str(folder.absolute()) != str(value) else "")
+            kind = "is a file, not a folder" if folder is not None and folder.exists() else "is unknown"
+            return (f"{shown} {kind}{where}: use one of {', '.join(DATASETS)} or the path of an existing "
+                    "folder of class folders.")
+        return None
+    if key in ("data_dir", "output_dir"):
+        if not isinstance(value, (str, os.PathLike)):
+            return f"{shown} is not allowed: use the path of a folder."
+        path = Path(value).expanduser()
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker == path:
+            return f"{shown} is a file, not a folder: use the path of a folder."
+        if blocker is not None:
+            return f"{shown} lies below {blocker}, which is a file, not a folder: use another folder."
+        return None
+    if key.endswith("fraction") or key.startswith("keep_"):
+        if not _is_number(value) or not 0 < value <= 1:
+            return f"{shown} is not allowed: use a number greater than 0 and at most 1."
+        return None
+    if key.endswith("blocks"):
+        if not _is_int(value) or value < 0:
+            return f"{shown} is not allowed: use a whole number >= 0."
+        return None
+    if _is_number(value) and (not math.isfinite(value) or value <= 0):
+        return f"{shown} is not allowed: use a number greater than 0."
+    return None
+
+
+def check_parameters(parameters: dict[str, Any], *, base_dir: str | os.PathLike[str] | None = None) -> None:
+    """Raise :class:`ParameterError` for the first parameter whose value is not allowed.
+
+    The message is one line naming the parameter, the value and what is allowed (see
+    :func:`parameter_problem` for the rules). :func:`resolve` calls it, so a notebook run by hand or by
+    papermill checks its parameters as soon as its settings are resolved; ``course run`` calls it before any
+    kernel starts.
+    """
+    for name, value in parameters.items():
+        problem = parameter_problem(name, value, base_dir=base_dir)
+        if problem:
+            raise ParameterError(problem)
 
 
 def default_data_dir() -> Path:

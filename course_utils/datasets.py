@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from course_utils import config
+from course_utils.files import is_utf8_name, printable_name
 from course_utils.image_files import IMAGE_EXTENSIONS, image_problem, is_hidden
 from course_utils.samples import DatasetError, DownloadError, Sample, group_of, track_of
 from course_utils.splits import Split, select_classes, split_samples
@@ -44,7 +45,7 @@ def _report_skipped(root: Path, skipped: list[tuple[Path, str]], total: int, emp
         for reason, names in by_reason.items():
             shown = ", ".join(names[:3]) + (f", +{len(names) - 3} more" if len(names) > 3 else "")
             reasons.append(f"{len(names)} {reason} ({shown})")
-        parts.append(f"skipped {len(skipped)} of {total} files in {root}: " + "; ".join(reasons))
+        parts.append(f"skipped {len(skipped)} of {total} files in {printable_name(root)}: " + "; ".join(reasons))
     if empty_classes:
         parts.append(f"ignored {len(empty_classes)} class folder(s) without usable images: "
                      f"{', '.join(empty_classes)}")
@@ -54,9 +55,56 @@ def _report_skipped(root: Path, skipped: list[tuple[Path, str]], total: int, emp
 
 def _relative(path: Path, root: Path) -> str:
     try:
-        return path.relative_to(root).as_posix()
+        return printable_name(path.relative_to(root).as_posix())
     except ValueError:
-        return path.name
+        return printable_name(path.name)
+
+
+#: Why a file or folder with a name that is not UTF-8 is skipped.
+NOT_UTF8 = "name not valid UTF-8 (rename it)"
+
+
+def _is_dir(path: Path) -> bool:
+    """``Path.is_dir`` that answers False for a name the file system cannot take (instead of raising)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _require_folder(root: Path) -> None:
+    """Raise :class:`DatasetError` when ``root`` is missing or a regular file (saying which)."""
+    if root.is_dir():
+        return
+    if root.exists():
+        raise DatasetError(f"The data folder {root} is a file, not a folder: pass the folder that holds the "
+                           "class folders (unpack an archive first).")
+    raise DatasetError(f"The data folder {root} does not exist: check the path you passed.")
+
+
+def _class_folders(root: Path, verbose: bool = True) -> tuple[list[str], list[str]]:
+    """Names of the class folders of ``root`` and the folders ignored (not UTF-8, links back inside).
+
+    A folder that is a link leading back inside the data set (to ``root`` itself, or to another class) would
+    make a class holding copies of other images: it is ignored with a notice.
+    """
+    names, ignored = [], []
+    inside = root.resolve()
+    for path in sorted(root.iterdir()):
+        if is_hidden(path.name) or not _is_dir(path):
+            continue
+        if not is_utf8_name(path.name):
+            ignored.append(f"{printable_name(path.name)} ({NOT_UTF8})")
+            continue
+        if path.is_symlink():
+            target = path.resolve()
+            if target == inside or inside in target.parents or target in inside.parents:
+                ignored.append(f"{path.name} (a link back into the data set, to {printable_name(target)})")
+                continue
+        names.append(path.name)
+    if ignored and verbose:
+        print(f"ℹ️ Ignored {len(ignored)} folder(s) in {printable_name(root)}: {'; '.join(ignored)}.")
+    return names, ignored
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -66,11 +114,10 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------ folders
-def _scan(root: Path, classes: Sequence[str] | None, check_files: bool):
+def _scan(root: Path, classes: Sequence[str] | None, check_files: bool, verbose: bool = True):
     """Samples of the class sub-folders of ``root`` (empty classes dropped) and what was skipped."""
-    if not root.is_dir():
-        raise DatasetError(f"The data folder {root} does not exist: check the path you passed.")
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
+    _require_folder(root)
+    folders, _ = _class_folders(root, verbose)
     if classes is None:
         classes = folders
     else:
@@ -85,6 +132,9 @@ def _scan(root: Path, classes: Sequence[str] | None, check_files: bool):
         total += len(files)
         good = []
         for path in files:
+            if not is_utf8_name(path.relative_to(root / name)):
+                skipped.append((path, NOT_UTF8))
+                continue
             problem = image_problem(path) if check_files else (
                 None if path.suffix.lower() in IMAGE_EXTENSIONS else "not an image file")
             if problem:
@@ -99,7 +149,12 @@ def _scan(root: Path, classes: Sequence[str] | None, check_files: bool):
     return samples, kept, skipped, empty, total
 
 
-def _no_classes_error(root: Path) -> DatasetError:
+def _no_classes_error(root: Path, empty: Sequence[str] = (), unusable: int = 0) -> DatasetError:
+    if empty and unusable:
+        return DatasetError(f"None of the {unusable} file(s) in the class folders of {root} "
+                            f"({', '.join(printable_name(name) for name in empty[:5])}"
+                            f"{', ...' if len(empty) > 5 else ''}) is a usable image (see the line above for "
+                            "why): replace them with readable .jpg or .png files.")
     loose = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     hint = (f" It holds {len(loose)} image file(s) directly: to predict unlabeled images use "
             "list_unlabeled_images()." if loose else "")
@@ -117,19 +172,19 @@ def scan_image_folder(root: str | Path, *, classes: Sequence[str] | None = None,
     the course generated itself).
     """
     root = Path(root)
-    samples, kept, skipped, empty, total = _scan(root, classes, check_files)
+    samples, kept, skipped, empty, total = _scan(root, classes, check_files, verbose)
     if verbose:
         _report_skipped(root, skipped, total, empty)
     if classes is not None and empty:
         raise DatasetError(f"The class folder(s) {', '.join(empty)} in {root} hold no usable images: "
                            "add images or leave the class out of `classes`.")
-    _require_two_classes(root, kept)
+    _require_two_classes(root, kept, empty, len(skipped))
     return samples, kept
 
 
-def _require_two_classes(root: Path, kept: list[str]) -> None:
+def _require_two_classes(root: Path, kept: list[str], empty: Sequence[str] = (), unusable: int = 0) -> None:
     if not kept:
-        raise _no_classes_error(root)
+        raise _no_classes_error(root, empty, unusable)
     if len(kept) == 1:
         raise DatasetError(f"Only one class ({kept[0]!r}) has images in {root}: a classifier needs at least "
                            "two; add a sub-folder of images for every other class.")
@@ -156,8 +211,7 @@ def find_split_folders(root: str | Path) -> dict[str, Path] | None:
 def list_unlabeled_images(folder: str | Path, *, verbose: bool = True) -> list[Path]:
     """All usable images in ``folder`` and its sub-folders (for predicting into a CSV), sorted by path."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise DatasetError(f"The folder {folder} does not exist: check the path you passed.")
+    _require_folder(folder)
     files = _image_files(folder)
     good, skipped = [], []
     for path in files:
@@ -299,6 +353,8 @@ def load_dataset(name: str | Path, data_dir: str | Path | None = None, *, profil
         return split
     if Path(name).is_dir():
         return _folder_dataset(Path(name), classes, val_fraction, test_fraction, options, verbose)
+    if Path(name).exists():
+        _require_folder(Path(name))
     raise ValueError(f"Unknown data set {str(name)!r}: use one of {', '.join(DATASETS)}, "
                      "or the path of an existing folder of images.")
 
@@ -324,13 +380,13 @@ def _folder_dataset(root: Path, classes, val_fraction: float, test_fraction: flo
             samples, names = _choose(samples, names, classes, None)
             return split_samples(samples, names, val_fraction=val_fraction, test_fraction=test_fraction,
                                  **options)
-        train, names, skipped, empty, total = _scan(parts["train"], None, True)
+        train, names, skipped, empty, total = _scan(parts["train"], None, True, verbose)
         given: dict[str, list[Sample]] = {}
         for part in ("val", "test"):
             folder = parts.get(part)
             if folder is None:
                 continue
-            found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
+            found, _ = _class_folders(folder, verbose)
             if not found:
                 if verbose:
                     print(f"ℹ️ {folder} has no class folders, so it holds unlabeled images (predict them with "
@@ -341,12 +397,17 @@ def _folder_dataset(root: Path, classes, val_fraction: float, test_fraction: flo
                 raise DatasetError(f"{folder} has class folder(s) {', '.join(strangers)} that "
                                    f"{parts['train']} lacks: every class needs training images; "
                                    "add them to train or remove those folders.")
-            part_samples, kept, part_skipped, part_empty, part_total = _scan(folder, found, True)
+            lacking = [name for name in names if name not in found]
+            if lacking and verbose:
+                print(f"ℹ️ {folder} has no folder for class(es) {', '.join(lacking)}: the {part} part holds no "
+                      f"images of them, so its accuracy says nothing about them; add {folder}/<class> folders "
+                      "to measure them.")
+            part_samples, kept, part_skipped, part_empty, part_total = _scan(folder, found, True, False)
             given[part] = [Sample(s.path, names.index(kept[s.label]), s.group) for s in part_samples]
             skipped, empty, total = skipped + part_skipped, empty + part_empty, total + part_total
         if verbose:
             _report_skipped(root, skipped, total, empty)
-        _require_two_classes(parts["train"], names)
+        _require_two_classes(parts["train"], names, empty, len(skipped))
         train, chosen = _choose(train, names, classes, None)
         given = {part: _choose(samples, names, classes, None)[0] for part, samples in given.items()}
         for part, samples in given.items():

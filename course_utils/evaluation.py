@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from course_utils.datasets import list_unlabeled_images
 from course_utils.devices import batch_to_device, evaluating, model_device, run_autocast
-from course_utils.files import atomic_write
+from course_utils.files import atomic_write, is_utf8_name, printable_name
 from course_utils.image_files import load_rgb, to_numpy
 
 __all__ = ["Predictions", "auroc", "classification_table", "max_softmax_scores", "ood_summary", "predict",
@@ -120,7 +120,9 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
 
     Columns: ``file`` (path relative to ``folder``), ``predicted_class``, ``confidence`` (the probability
     of that class). Files that cannot be read are skipped with one summary line. The CSV is written
-    atomically to ``csv_path`` when given.
+    atomically to ``csv_path`` when given; names that are not UTF-8 are written with ``\\xNN`` escapes, and
+    when the CSV cannot be written (a full disk, a file in the way) a warning says so and the table is still
+    returned, so no computed prediction is lost.
     """
     folder = Path(folder)
     device = torch.device(device) if device is not None else model_device(model)
@@ -147,7 +149,7 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
             try:
                 tensor = transform(load_rgb(path))
             except (OSError, ValueError, SyntaxError) as error:
-                skipped.append(f"{path.name} ({type(error).__name__})")
+                skipped.append(f"{printable_name(path.name)} ({type(error).__name__})")
                 continue
             batch.append(tensor)
             names.append(path.relative_to(folder).as_posix())
@@ -159,9 +161,24 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
         print(f"⚠️ Skipped {len(skipped)} of {len(paths)} files in {folder} that could not be read: {shown}.")
     table = pd.DataFrame(rows, columns=["file", "predicted_class", "confidence"])
     if csv_path is not None:
-        with atomic_write(csv_path) as temporary:
-            table.to_csv(temporary, index=False)
+        _write_predictions(table, Path(csv_path))
     return table
+
+
+def _write_predictions(table: pd.DataFrame, csv_path: Path) -> None:
+    """Write the predictions CSV atomically; on failure say why, and keep the table (it is returned)."""
+    odd = [name for name in table["file"] if not is_utf8_name(name)]
+    written = table.assign(file=[printable_name(name) for name in table["file"]]) if odd else table
+    try:
+        with atomic_write(csv_path) as temporary:
+            written.to_csv(temporary, index=False, encoding="utf-8")
+    except OSError as error:
+        print(f"⚠️ Could not write {csv_path} ({error}): the {len(table)} predictions are in the table this "
+              "function returns; save them with table.to_csv(...) to another path.")
+        return
+    if odd:
+        print(f"ℹ️ {len(odd)} file name(s) are not valid UTF-8 (e.g. {printable_name(odd[0])}): the CSV spells "
+              "their odd bytes as \\xNN; rename the files to keep the names readable.")
 
 
 def classification_table(targets: ArrayLike, predicted: ArrayLike, classes: Sequence[str]) -> pd.DataFrame:

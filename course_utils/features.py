@@ -89,12 +89,9 @@ def compute_features(
     if cache_key is not None and cache_key in _MEMORY_CACHE:
         return _MEMORY_CACHE[cache_key]
     if cache_dir is not None and _cache_file(cache_dir, cache_key).is_file():
-        try:
-            stored = torch.load(_cache_file(cache_dir, cache_key), map_location="cpu", weights_only=True)
-            _MEMORY_CACHE[cache_key] = stored["features"], stored["labels"]
-        except Exception as error:  # noqa: BLE001 - an unreadable cache file is simply recomputed
-            print(f"⚠️ Ignoring the unreadable feature cache {_cache_file(cache_dir, cache_key)} ({error}).")
-        else:
+        stored = _read_cache(_cache_file(cache_dir, cache_key), cache_key, _rows_of(loader))
+        if stored is not None:
+            _MEMORY_CACHE[cache_key] = stored
             if verbose:
                 print(f"Features loaded from the cache: {_cache_file(cache_dir, cache_key)}")
             return _MEMORY_CACHE[cache_key]
@@ -116,8 +113,43 @@ def compute_features(
         _MEMORY_CACHE[cache_key] = features, labels
     if cache_dir is not None:
         with atomic_write(_cache_file(cache_dir, cache_key)) as temporary:
-            torch.save({"features": features, "labels": labels, "key": cache_key}, temporary)
+            torch.save({"features": features, "labels": labels, "key": cache_key,
+                        "shape": list(features.shape)}, temporary)
     return features, labels
+
+
+def _rows_of(loader: Iterable) -> int | None:
+    """How many images ``loader`` yields, when its data set can say."""
+    try:
+        return len(loader.dataset)  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        return None
+
+
+def _read_cache(path: Path, cache_key: str, rows: int | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The ``(features, labels)`` of a cache file, or ``None`` (with one line saying why) when it cannot serve.
+
+    The file must load, hold the same key (a copied or renamed file may not) and a shape that matches its
+    tensors and the number of images to compute; otherwise the features are computed again.
+    """
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        features, labels = stored["features"], stored["labels"]
+        problem = None
+        if stored.get("key") != cache_key:
+            problem = f"it holds the features of {stored.get('key')!r}, not {cache_key!r}"
+        elif stored.get("shape") is not None and list(features.shape) != list(stored["shape"]):
+            problem = f"its features have shape {list(features.shape)}, not the stored {stored['shape']}"
+        elif features.ndim != 2 or len(features) != len(labels):
+            problem = f"{len(features)} feature rows but {len(labels)} labels"
+        elif rows is not None and len(features) != rows:
+            problem = f"it has {len(features)} rows for {rows} images"
+    except Exception as error:  # noqa: BLE001 - an unreadable cache file is simply recomputed
+        problem = f"unreadable: {type(error).__name__}: {(str(error).splitlines() or [''])[0][:120]}"
+    if problem is None:
+        return features, labels
+    print(f"⚠️ Recomputing the features: the cache file {path} does not match ({problem}).")
+    return None
 
 
 def feature_loader(features: torch.Tensor, labels: torch.Tensor, batch_size: int = 256,

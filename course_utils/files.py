@@ -24,6 +24,41 @@ def _current_umask() -> int:
     return mask
 
 
+def printable_name(name: str | os.PathLike[str]) -> str:
+    """A file name safe to print or write as UTF-8: bytes that are not UTF-8 become ``\\xNN`` escapes.
+
+    Linux allows any bytes in names; Python keeps the undecodable ones as "surrogates", which ``print``
+    and UTF-8 files refuse (``UnicodeEncodeError``).
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def is_utf8_name(name: str | os.PathLike[str]) -> bool:
+    """Whether a file name is valid UTF-8 (on Linux a name may be any bytes)."""
+    try:
+        os.fsencode(name).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def ensure_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` (and its parents) unless it exists; say which path is a file when one is in the way.
+
+    ``Path.mkdir`` alone answers a regular file on the way with a bare ``FileExistsError: File exists``.
+    """
+    folder = Path(folder)
+    for candidate in (folder, *folder.parents):
+        if candidate.exists() or candidate.is_symlink():
+            if not candidate.is_dir():
+                where = "" if candidate == folder else f"Cannot create {folder}: "
+                raise NotADirectoryError(f"{where}{candidate} is a file, not a folder; choose another folder, "
+                                         "or move that file away.")
+            break
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
@@ -33,7 +68,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     folder so that the final :func:`os.replace` is atomic on every operating system.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(target.parent)
     handle, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
     temporary = Path(temporary_name)

@@ -94,7 +94,8 @@ def split_samples(samples: Sequence[Sample], classes: Sequence[str], *, val_frac
     too_few = []
     for label in sorted(groups_of_class):
         groups = sorted(groups_of_class[label])
-        random.Random(f"{seed}/{classes[label]}").shuffle(groups)
+        # bytes, so that a class name holding undecodable bytes (legal on Linux) seeds like any other
+        random.Random(f"{seed}/{classes[label]}".encode("utf-8", "surrogateescape")).shuffle(groups)
         if len(groups) < 3 and (val_fraction > 0 or test_fraction > 0):
             too_few.append(f"{classes[label]} ({len(groups)})")
         for group, part in zip(groups, _part_targets([len(members[g]) for g in groups], fractions),
@@ -102,7 +103,9 @@ def split_samples(samples: Sequence[Sample], classes: Sequence[str], *, val_frac
             part_of_sample.update(dict.fromkeys(members[group], part))
     if too_few:
         print(f"ℹ️ Class(es) with fewer than 3 groups (tracks or images) cannot appear in every part: "
-              f"{', '.join(too_few)}; add images or drop them with drop_rare_classes().")
+              f"{', '.join(too_few)}; add images, or drop them with drop_rare_classes() (or, with course run, "
+              "delete their folders or split the folder yourself into train/ and val/ and pass it with "
+              "-p DATASET <folder>).")
 
     parts: dict[str, list[Sample]] = {part: [] for part in PARTS}
     for index, sample in enumerate(samples):
@@ -110,7 +113,9 @@ def split_samples(samples: Sequence[Sample], classes: Sequence[str], *, val_frac
     for part in PARTS:
         if fractions[part] > 0 and not parts[part]:
             raise DatasetError(f"The {part} part would be empty: there are too few images (or tracks) per "
-                               "class; add images, or lower val_fraction/test_fraction.")
+                               "class (3 or more are needed); add images, or split the folder yourself into "
+                               "train/, val/ and test/ sub-folders of class folders (course run -p DATASET "
+                               "<folder> then uses your parts; in code, lower val_fraction/test_fraction).")
     return Split(list(classes), parts["train"], parts["val"], parts["test"])
 
 

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 import zlib
@@ -35,7 +36,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from course_utils.config import TARGET_SIGNS
-from course_utils.files import write_json_atomic
+from course_utils.files import atomic_write, write_json_atomic
 
 __all__ = ["ALL_SIGNS", "GENERATOR_VERSION", "MANIFEST_NAME", "OTHER_SIGNS", "SCENE_COLOURS", "SCENE_SIZE",
            "SUPERSAMPLING", "generate_signs", "render_sign"]
@@ -398,6 +399,77 @@ def _read_manifest(folder: Path) -> dict | None:
         return None
 
 
+#: A generation's temporary folder holds this file naming its host and process, so that the next run can tell
+#: a folder left by a killed run (removed) from one another run is still filling (kept).
+OWNER_FILE = ".owner"
+
+#: A temporary folder without a living owner is removed after this many seconds.
+STALE_SECONDS = 24 * 3600
+
+
+def _owner_alive(partial: Path) -> bool:
+    """Whether the process that writes ``partial`` still runs (unknown owners count as alive, for a while)."""
+    try:
+        host, pid = (partial / OWNER_FILE).read_text().split()
+    except (OSError, ValueError):
+        try:
+            return time.time() - partial.stat().st_mtime < 3600
+        except OSError:
+            return False
+    if host != socket.gethostname():
+        return time.time() - partial.stat().st_mtime < STALE_SECONDS
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OverflowError):
+        return True
+    return True
+
+
+def remove_stale_partials(root: Path | str, *, verbose: bool = True) -> list[Path]:
+    """Remove the ``.<hash>.partial-*`` folders that killed generations left in ``root``; return them."""
+    removed = []
+    for stale in sorted(Path(root).expanduser().glob(".*.partial-*")):
+        if stale.is_dir() and not _owner_alive(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale)
+    if removed and verbose:
+        print(f"ℹ️ Removed {len(removed)} unfinished folder(s) of interrupted generations in {Path(root)}: "
+              f"{', '.join(path.name for path in removed)}.")
+    return removed
+
+
+def _repair(folder: Path, manifest: dict, seed: int, frames_per_track: int) -> None:
+    """Draw again the generated images whose size differs from the manifest's (truncated, emptied, deleted).
+
+    Says so in one line even when the caller asked for quiet: a damaged file is worth knowing about.
+    """
+    damaged: dict[tuple[str, int], list[str]] = {}
+    for relative, size in (manifest.get("sizes") or {}).items():
+        path = folder / relative
+        try:
+            good = path.stat().st_size == size
+        except OSError:
+            good = False
+        if not good:
+            name, file = relative.split("/")
+            damaged.setdefault((name, int(file.split("_")[0])), []).append(relative)
+    if not damaged:
+        return
+    names = [relative for files in damaged.values() for relative in files]
+    shown = ", ".join(str(folder / name) for name in names[:3]) + (
+        f", +{len(names) - 3} more" if len(names) > 3 else "")
+    print(f"⚠️ {len(names)} generated image(s) are damaged or missing ({shown}): drawing them again.")
+    for (name, track), files in damaged.items():
+        frames = _track_frames(name, _track_rng(seed, name, track), frames_per_track)
+        for index, frame in enumerate(frames):
+            relative = f"{name}/{track:05d}_{index:05d}.png"
+            if relative in files:
+                with atomic_write(folder / relative) as temporary:
+                    frame.save(temporary, format="PNG", compress_level=1)
+
+
 def generate_signs(
     root: Path | str,
     *,
@@ -413,7 +485,9 @@ def generate_signs(
     ``frames_per_track`` frames each, named ``<track:05d>_<frame:05d>.png``. The same settings always give
     the same images (byte for byte), and a second call finds the finished folder and returns at once.
     The folder is assembled under a temporary name and renamed when complete, so an interrupted run never
-    leaves a folder that looks finished.
+    leaves a folder that looks finished; the temporary folders of killed runs are removed by the next call.
+    The manifest records every image's size: an image whose size differs later (truncated, emptied,
+    deleted) is named and drawn again.
     """
     unknown = [name for name in classes if name not in ALL_SIGNS]
     if unknown:
@@ -423,29 +497,36 @@ def generate_signs(
     settings = _settings(classes, tracks_per_class, frames_per_track, seed)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     folder = Path(root).expanduser() / digest
+    if folder.parent.is_dir():
+        remove_stale_partials(folder.parent, verbose=verbose)
     manifest = _read_manifest(folder)
     if manifest is not None and manifest.get("settings") == settings:
+        _repair(folder, manifest, seed, frames_per_track)
         return folder
 
-    for stale in folder.parent.glob(f".{digest}.partial-*"):  # left by a run that was killed
-        if time.time() - stale.stat().st_mtime > 3600:
-            shutil.rmtree(stale, ignore_errors=True)
     partial = folder.with_name(f".{digest}.partial-{uuid.uuid4().hex[:8]}")
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(settings["classes"]) * tracks_per_class * frames_per_track,
                desc="Drawing synthetic signs", unit="image", disable=not verbose)
+    sizes: dict[str, int] = {}
     try:
+        partial.mkdir(parents=True)
+        (partial / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
         for name in settings["classes"]:
             (partial / name).mkdir(parents=True)
             for track in range(tracks_per_class):
                 frames = _track_frames(name, _track_rng(seed, name, track), frames_per_track)
                 for index, frame in enumerate(frames):
-                    frame.save(partial / name / f"{track:05d}_{index:05d}.png", compress_level=1)
+                    relative = f"{name}/{track:05d}_{index:05d}.png"
+                    frame.save(partial / relative, compress_level=1)
+                    sizes[relative] = (partial / relative).stat().st_size
                 bar.update(frames_per_track)
         record = {"settings": settings,
-                  "counts": {name: tracks_per_class * frames_per_track for name in settings["classes"]}}
+                  "counts": {name: tracks_per_class * frames_per_track for name in settings["classes"]},
+                  "sizes": sizes}
         write_json_atomic(partial / MANIFEST_NAME, record)
+        (partial / OWNER_FILE).unlink()
         if folder.exists():  # left by an interrupted run of an older layout, or finished meanwhile
             if _read_manifest(folder) == record:
                 shutil.rmtree(partial)
