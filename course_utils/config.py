@@ -112,6 +112,19 @@ def resolve(profile: str, lesson: str | None = None, **parameters: Any) -> dict[
     return settings
 
 
+#: The variable every Kaggle notebook kernel sets. :func:`on_kaggle` is the course's one rule for "are we on
+#: Kaggle"; the set-up cell (course_tools/notebooks.py), which runs before the package is installed, repeats
+#: the same condition text.
+KAGGLE_VARIABLE = "KAGGLE_KERNEL_RUN_TYPE"
+#: Kaggle's writable, persisted working folder (the home folder does not persist there).
+KAGGLE_WORKING = Path("/kaggle/working")
+
+
+def on_kaggle() -> bool:
+    """Whether this Python runs in a Kaggle notebook (Kaggle sets ``KAGGLE_KERNEL_RUN_TYPE`` in every kernel)."""
+    return "KAGGLE_KERNEL_RUN_TYPE" in os.environ
+
+
 def default_data_dir() -> Path:
     """Where data sets are downloaded or generated.
 
@@ -121,16 +134,19 @@ def default_data_dir() -> Path:
     """
     if os.environ.get("COURSE_DATA_DIR"):
         return Path(os.environ["COURSE_DATA_DIR"]).expanduser()
-    if Path("/kaggle/working").is_dir():
-        return Path("/kaggle/working/data")
+    if on_kaggle():
+        return KAGGLE_WORKING / "data"
     return Path.home() / ".cache" / "transfer-course" / "data"
 
 
 def default_output_dir(lesson: str) -> Path:
-    """Where a lesson writes its results: ``$COURSE_OUTPUT_DIR/<lesson>``, else ``outputs/<lesson>``."""
+    """Where a lesson writes its results: ``$COURSE_OUTPUT_DIR/<lesson>``, else ``outputs/<lesson>``.
+
+    On Kaggle the working folder is used (``/kaggle/working/outputs/<lesson>``).
+    """
     base = os.environ.get("COURSE_OUTPUT_DIR")
     if base:
         return Path(base).expanduser() / lesson
-    if Path("/kaggle/working").is_dir():
-        return Path("/kaggle/working/outputs") / lesson
+    if on_kaggle():
+        return KAGGLE_WORKING / "outputs" / lesson
     return Path("outputs") / lesson
