@@ -274,12 +274,12 @@ def repository_root() -> Path:
     return root
 
 
-def _pip(arguments: list[str], what: str) -> None:
+def _pip(arguments: list[str], what: str, environment: dict[str, str] | None = None) -> None:
     import subprocess
     import sys
 
     command = [sys.executable, "-m", "pip", *arguments, "--disable-pip-version-check", "--no-input"]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(environment or {})})
     if result.returncode != 0:
         lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
         last = lines[-1].strip() if lines else f"exit status {result.returncode}"
@@ -336,8 +336,10 @@ def download_kit_wheels(wheels: Path, wheels_from: Path | None = None) -> list[P
     before = set(wheels.glob("*.whl")) if wheels.is_dir() else set()
     source = ["--no-index", "--find-links", str(wheels_from)] if wheels_from is not None else []
     where = f"from {wheels_from}" if wheels_from is not None else "from the package index"
+    # Only that folder: links set in the environment (PIP_FIND_LINKS) would add other wheels.
+    environment = {"PIP_FIND_LINKS": str(wheels_from)} if wheels_from is not None else None
     _pip(["download", "--no-deps", "--only-binary=:all:", "--dest", str(wheels), *source, *KIT_PACKAGES],
-         f"get wheels of {', '.join(KIT_PACKAGES)} {where}")
+         f"get wheels of {', '.join(KIT_PACKAGES)} {where}", environment)
     return sorted(set(wheels.glob("*.whl")) - before)
 
 

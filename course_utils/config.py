@@ -112,16 +112,17 @@ def resolve(profile: str, lesson: str | None = None, **parameters: Any) -> dict[
     return settings
 
 
-#: The variable every Kaggle notebook kernel sets. :func:`on_kaggle` is the course's one rule for "are we on
-#: Kaggle"; the set-up cell (course_tools/notebooks.py), which runs before the package is installed, repeats
-#: the same condition text.
-KAGGLE_VARIABLE = "KAGGLE_KERNEL_RUN_TYPE"
 #: Kaggle's writable, persisted working folder (the home folder does not persist there).
 KAGGLE_WORKING = Path("/kaggle/working")
 
 
 def on_kaggle() -> bool:
-    """Whether this Python runs in a Kaggle notebook (Kaggle sets ``KAGGLE_KERNEL_RUN_TYPE`` in every kernel)."""
+    """Whether this Python runs in a Kaggle notebook (Kaggle sets ``KAGGLE_KERNEL_RUN_TYPE`` in every kernel).
+
+    The course's one rule for "are we on Kaggle": the platform report and the data and output folders use
+    it, and the set-up cell (course_tools/notebooks.py), which runs before the package is installed, repeats
+    the same condition text.
+    """
     return "KAGGLE_KERNEL_RUN_TYPE" in os.environ
 
 
