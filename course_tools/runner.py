@@ -30,9 +30,10 @@ from course_utils import config
 from course_utils.files import write_text_atomic
 from course_utils.results import METRICS_FILE, read_metrics
 
-__all__ = ["LessonResult", "LessonSelectionError", "REPORT_COLUMNS", "RESERVED_PARAMETERS", "available_lessons",
-           "convert_value", "export_html", "key_metrics", "lesson_parameters", "report_rows", "resolve_lesson",
-           "run_lesson", "run_lessons", "write_report"]
+__all__ = ["INTERRUPTED_EXIT_CODE", "PATH_PARAMETERS", "REPORT_COLUMNS", "RESERVED_PARAMETERS", "LessonResult",
+           "LessonSelectionError", "absolute_paths", "available_lessons", "convert_value", "export_html",
+           "key_metrics", "lesson_parameters", "report_rows", "require_solutions_dir", "resolve_lesson", "run_lesson",
+           "run_lessons", "write_report"]
 
 #: Parameters that ``run_lessons`` sets itself (from ``profile`` and ``output_dir``).
 RESERVED_PARAMETERS = ("PROFILE", "OUTPUT_DIR")
@@ -87,7 +88,7 @@ def absolute_paths(parameters: dict[str, Any], base_dir: str | Path | None = Non
     ``base_dir`` defaults to the current folder (where ``course run`` was started). Data set names such as
     ``synthetic-signs`` stay names, unless a folder of that name exists in ``base_dir``.
     """
-    from course_utils.datasets import DATASETS
+    from course_utils.config import DATASETS
 
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     converted = dict(parameters)

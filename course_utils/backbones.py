@@ -30,8 +30,8 @@ from torchvision.transforms import v2
 from course_utils.devices import evaluating
 from course_utils.image_files import load_rgb
 
-__all__ = ["BACKBONES", "Architecture", "BackboneInfo", "BackboneSpec", "architecture_of", "imagenet_top_k",
-           "load_backbone"]
+__all__ = ["BACKBONES", "EFFICIENTNET", "RESNET", "Architecture", "BackboneInfo", "BackboneSpec", "architecture_of",
+           "imagenet_top_k", "load_backbone"]
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ from course_utils.backbones import load_backbone
 from course_utils.files import atomic_write
 from course_utils.models import ScratchCNN, find_head, replace_head
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "CheckpointMismatchError",
-           "build_model_from_checkpoint", "check_compatible", "describe_model", "library_versions", "load_checkpoint",
-           "read_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "READABLE_VERSIONS", "CheckpointError",
+           "CheckpointMismatchError", "build_model_from_checkpoint", "check_compatible", "describe_model",
+           "library_versions", "load_checkpoint", "read_checkpoint", "save_checkpoint", "weights_checksum"]
 
 CHECKPOINT_FORMAT = "course_utils.checkpoint"
 CHECKPOINT_VERSION = 1

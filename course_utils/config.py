@@ -12,8 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LESSONS", "LESSON_DEFAULTS", "PROFILES", "PROFILE_DEFAULTS", "REPOSITORY_URL", "TARGET_SIGNS",
-           "UNKNOWN_CLASS", "default_data_dir", "default_output_dir", "profile_defaults", "resolve"]
+__all__ = ["DATASETS", "IMAGE_SIZE_RANGE", "KAGGLE_WORKING", "LESSONS", "LESSON_DEFAULTS", "PROFILES",
+           "PROFILE_DEFAULTS", "REPOSITORY_URL", "SEED_RANGE", "TARGET_SIGNS", "UNKNOWN_CLASS", "ParameterError",
+           "check_parameters", "default_data_dir", "default_output_dir", "on_kaggle", "parameter_problem",
+           "profile_defaults", "resolve"]
 
 #: The lessons, in teaching order. The same file name (plus ``.ipynb``) is used in ``solutions/`` and
 #: ``notebooks/``.
@@ -35,6 +37,9 @@ TARGET_SIGNS: tuple[str, ...] = ("priority_road", "give_way", "stop", "no_entry"
 UNKNOWN_CLASS = "unknown"
 
 PROFILES: tuple[str, ...] = ("full", "offline", "smoke")
+
+#: The data sets known by name (any other DATASET value is the path of a folder).
+DATASETS: tuple[str, ...] = ("synthetic-signs", "gtsrb", "pets", "pets-binary")
 
 #: Defaults per profile. ``None`` in a notebook parameter means "take it from here".
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -185,7 +190,6 @@ def parameter_problem(name: str, value: Any, *, base_dir: str | os.PathLike[str]
             return f"{shown} is not allowed: use one of {', '.join(allowed)} (or None: the profile's)."
         return None
     if key == "dataset":
-        from course_utils.datasets import DATASETS
 
         if isinstance(value, (str, os.PathLike)) and str(value) in DATASETS:
             return None
@@ -235,6 +239,19 @@ def check_parameters(parameters: dict[str, Any], *, base_dir: str | os.PathLike[
         if problem:
             raise ParameterError(problem)
 
+#: Kaggle's writable, persisted working folder (the home folder does not persist there).
+KAGGLE_WORKING = Path("/kaggle/working")
+
+
+def on_kaggle() -> bool:
+    """Whether this Python runs in a Kaggle notebook (Kaggle sets ``KAGGLE_KERNEL_RUN_TYPE`` in every kernel).
+
+    The course's one rule for "are we on Kaggle": the platform report and the data and output folders use
+    it, and the set-up cell (course_tools/notebooks.py), which runs before the package is installed, repeats
+    the same condition text.
+    """
+    return "KAGGLE_KERNEL_RUN_TYPE" in os.environ
+
 
 def default_data_dir() -> Path:
     """Where data sets are downloaded or generated.
@@ -245,16 +262,19 @@ def default_data_dir() -> Path:
     """
     if os.environ.get("COURSE_DATA_DIR"):
         return Path(os.environ["COURSE_DATA_DIR"]).expanduser()
-    if Path("/kaggle/working").is_dir():
-        return Path("/kaggle/working/data")
+    if on_kaggle():
+        return KAGGLE_WORKING / "data"
     return Path.home() / ".cache" / "transfer-course" / "data"
 
 
 def default_output_dir(lesson: str) -> Path:
-    """Where a lesson writes its results: ``$COURSE_OUTPUT_DIR/<lesson>``, else ``outputs/<lesson>``."""
+    """Where a lesson writes its results: ``$COURSE_OUTPUT_DIR/<lesson>``, else ``outputs/<lesson>``.
+
+    On Kaggle the working folder is used (``/kaggle/working/outputs/<lesson>``).
+    """
     base = os.environ.get("COURSE_OUTPUT_DIR")
     if base:
         return Path(base).expanduser() / lesson
-    if Path("/kaggle/working").is_dir():
-        return Path("/kaggle/working/outputs") / lesson
+    if on_kaggle():
+        return KAGGLE_WORKING / "outputs" / lesson
     return Path("outputs") / lesson

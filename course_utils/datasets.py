@@ -27,8 +27,8 @@ from course_utils.image_files import IMAGE_EXTENSIONS, image_problem, is_hidden
 from course_utils.samples import DatasetError, DownloadError, Sample, group_of, track_of
 from course_utils.splits import Split, select_classes, split_samples
 
-__all__ = ["DATASETS", "GTSRB_CLASSES", "find_split_folders", "gtsrb_samples", "list_unlabeled_images", "load_dataset",
-           "oxford_pet_samples", "scan_image_folder"]
+__all__ = ["GTSRB_CLASSES", "NOT_UTF8", "find_split_folders", "gtsrb_samples", "list_unlabeled_images",
+           "load_dataset", "oxford_pet_samples", "scan_image_folder"]
 
 
 def _report_skipped(root: Path, skipped: list[tuple[Path, str]], total: int, empty_classes: list[str]
@@ -306,7 +306,6 @@ def oxford_pet_samples(root: str | Path, *, target: str = "breed", download: boo
 
 
 # ------------------------------------------------------------ one entry point
-DATASETS: tuple[str, ...] = ("synthetic-signs", "gtsrb", "pets", "pets-binary")
 
 
 def load_dataset(name: str | Path, data_dir: str | Path | None = None, *, profile: str, seed: int = 0,
@@ -355,7 +354,7 @@ def load_dataset(name: str | Path, data_dir: str | Path | None = None, *, profil
         return _folder_dataset(Path(name), classes, val_fraction, test_fraction, options, verbose)
     if Path(name).exists():
         _require_folder(Path(name))
-    raise ValueError(f"Unknown data set {str(name)!r}: use one of {', '.join(DATASETS)}, "
+    raise ValueError(f"Unknown data set {str(name)!r}: use one of {', '.join(config.DATASETS)}, "
                      "or the path of an existing folder of images.")
 
 

@@ -14,12 +14,11 @@ import os
 import random
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from course_utils.config import PROFILES
+from course_utils.config import PROFILES, on_kaggle
 
 __all__ = ["LessonEnvironment", "PROFILE_VARIABLE", "choose_profile", "detect_platform", "profile_and_reason",
            "profile_banner", "seed_everything", "select_device", "start_lesson"]
@@ -80,7 +79,7 @@ def detect_platform() -> str:
     """Return ``"colab"``, ``"kaggle"`` or ``"local"`` depending on where this Python runs."""
     if "google.colab" in sys.modules or os.environ.get("COLAB_RELEASE_TAG"):
         return "colab"
-    if os.environ.get("KAGGLE_KERNEL_RUN_TYPE") or Path("/kaggle/input").exists():
+    if on_kaggle():
         return "kaggle"
     return "local"
 

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_write", "ensure_folder", "is_utf8_name", "printable_name", "write_json_atomic",
+           "write_text_atomic"]
 
 
 def _current_umask() -> int:

@@ -38,8 +38,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from course_utils.config import TARGET_SIGNS
 from course_utils.files import atomic_write, write_json_atomic
 
-__all__ = ["ALL_SIGNS", "GENERATOR_VERSION", "MANIFEST_NAME", "OTHER_SIGNS", "SCENE_COLOURS", "SCENE_SIZE",
-           "SUPERSAMPLING", "generate_signs", "render_sign"]
+__all__ = ["ALL_SIGNS", "GENERATOR_VERSION", "MANIFEST_NAME", "OTHER_SIGNS", "OWNER_FILE", "SCENE_COLOURS",
+           "SCENE_SIZE", "STALE_SECONDS", "SUPERSAMPLING", "generate_signs", "remove_stale_partials", "render_sign"]
 
 #: Sign types that are not among the four targets; lesson 4 folds them into "unknown".
 OTHER_SIGNS: tuple[str, ...] = (

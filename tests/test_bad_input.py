@@ -123,7 +123,7 @@ def test_relative_paths_mean_relative_to_where_course_run_started(tmp_path, monk
     assert absolute_paths({"DATASET": "gtsrb", "DATA_DIR": "mydata"}) == \
         {"DATASET": "gtsrb", "DATA_DIR": str(here / "mydata")}
     results = run_lessons(profile=None, parameters={"DATASET": "my_photos", "DATA_DIR": "mydata"},
-                          output_dir="out", solutions_dir=solutions, progress=False)
+                          output_dir="out", solutions_dir=solutions, verbose=False)
     assert results[0].status == "passed", results[0].error
     metrics = json.loads((here / "out" / "01_a" / "metrics.json").read_text())
     assert metrics["dataset"] == str(here / "my_photos")
@@ -196,7 +196,7 @@ def test_a_failed_html_copy_is_reported_not_passed(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "export_html", full_disk)
     (result,) = run_lessons(profile=None, parameters={}, output_dir=tmp_path / "out", solutions_dir=solutions,
-                            progress=False)
+                            verbose=False)
     assert result.status == "failed"
     assert "HTML copy" in result.error and "No space left on device" in result.error
     assert "| 01_a | failed |" in (tmp_path / "out" / "report.md").read_text()

@@ -3,12 +3,13 @@ from __future__ import annotations
 import random
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from course_utils import environment
+from course_utils import config, environment
 from course_utils.environment import (
     LessonEnvironment,
     choose_profile,
@@ -31,7 +32,6 @@ def local_machine(monkeypatch):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
     monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
-    monkeypatch.setattr(environment.Path, "exists", lambda self: False)
 
 
 def test_select_device_falls_back_to_cpu(no_gpu):
@@ -77,12 +77,14 @@ def test_detect_platform_colab_by_module_or_variable(local_machine, monkeypatch)
     assert detect_platform() == "colab"
 
 
-def test_detect_platform_kaggle_by_variable_or_folder(local_machine, monkeypatch):
+def test_kaggle_has_one_rule_for_platform_and_folders(local_machine, monkeypatch):
+    monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
+    monkeypatch.delenv("COURSE_OUTPUT_DIR", raising=False)
+    assert detect_platform() == "local" and config.default_output_dir("01") == Path("outputs/01")
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
-    assert detect_platform() == "kaggle"
-    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE")
-    monkeypatch.setattr(environment.Path, "exists", lambda self: str(self) == "/kaggle/input")
-    assert detect_platform() == "kaggle"
+    assert detect_platform() == "kaggle" and config.on_kaggle()
+    assert config.default_data_dir() == Path("/kaggle/working/data")
+    assert config.default_output_dir("01") == Path("/kaggle/working/outputs/01")
 
 
 def test_choose_profile_explicit_beats_environment(monkeypatch, no_gpu):

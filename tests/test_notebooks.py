@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
+import subprocess
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from course_tools.notebooks import (
     strip_solutions,
     student_version,
 )
-from course_utils import config
+from course_utils import __version__, config
 
 PARAMETERS = (
     "PROFILE = None  # full, offline or smoke\n"
@@ -188,7 +190,7 @@ def test_malformed_markers_in_markdown_name_the_notebook_and_cell(source, words)
 def test_setup_cell_is_stdlib_python_that_does_nothing_off_colab_and_kaggle(monkeypatch):
     monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
     source = setup_cell_source()
-    assert "git+{repository}" in source and config.REPOSITORY_URL in source
+    assert "git+{repository}@{ref}" in source and config.REPOSITORY_URL in source
     calls = []
     monkeypatch.setattr("subprocess.run", lambda *args, **kwargs: calls.append(args))
     output = io.StringIO()
@@ -198,26 +200,32 @@ def test_setup_cell_is_stdlib_python_that_does_nothing_off_colab_and_kaggle(monk
     assert "nothing to do" in output.getvalue()
 
 
-def test_setup_cell_installs_on_kaggle_only_when_missing(monkeypatch, tmp_path):
+@pytest.mark.parametrize("installed, installs", [(None, True), ("0.0.1", True), (__version__, False)])
+def test_setup_cell_installs_on_kaggle_unless_this_version_is_installed(installed, installs, monkeypatch, tmp_path):
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setenv("COURSE_KAGGLE_INPUT", str(tmp_path / "input"))
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.delenv("COURSE_KIT", raising=False)
     calls = []
-    monkeypatch.setattr("subprocess.run", lambda command, **kwargs: calls.append(command))
-    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+
+    def pip(command, **kwargs):
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    def version(name):
+        if installed is None:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return installed
+
+    monkeypatch.setattr("subprocess.run", pip)
+    monkeypatch.setattr("importlib.metadata.version", version)
     with redirect_stdout(io.StringIO()) as output:
         exec(compile(setup_cell_source(), "<setup>", "exec"), {})
-    assert calls and calls[0][-1] == f"git+{config.REPOSITORY_URL}"
-    assert "installing" in output.getvalue()
-    monkeypatch.undo()
-    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
-    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "out"))
-    calls.clear()
-    monkeypatch.setattr("subprocess.run", lambda command, **kwargs: calls.append(command))
-    with redirect_stdout(io.StringIO()) as output:
-        exec(compile(setup_cell_source(), "<setup>", "exec"), {})  # course_utils is importable here
-    assert calls == [] and "already installed" in output.getvalue()
+    if installs:
+        assert calls and calls[0][-1] == f"course-utils @ git+{config.REPOSITORY_URL}@v{__version__}"
+        assert f"installing the course package {__version__}" in output.getvalue()
+    else:
+        assert calls == [] and f"the course package {__version__} is already installed" in output.getvalue()
 
 
 def test_badges_point_at_the_student_notebook():

