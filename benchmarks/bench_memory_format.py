@@ -99,13 +99,13 @@ def main() -> None:
     forward_images = torch.randn(args.batch, 3, FORWARD_SIZE, FORWARD_SIZE, generator=generator)
     train_images = torch.randn(args.batch, 3, TRAIN_SIZE, TRAIN_SIZE, generator=generator)
     labels = torch.randint(0, CLASSES, (args.batch,), generator=generator)
-    print(f"| model | work | contiguous (images/s) | channels-last (images/s) | ratio |")
+    print("| model | work | contiguous (images/s) | channels-last (images/s) | ratio |")
     print("|---|---|---|---|---|")
     for name in args.models.split(","):
         model = build(name)
-        plain, last = alternate(lambda cl: forward_rate(model, forward_images, cl, args.batches), args.rounds)
+        plain, last = alternate(lambda cl, model=model: forward_rate(model, forward_images, cl, args.batches), args.rounds)
         print(f"| {name} | forward {FORWARD_SIZE} px | {plain:.0f} | {last:.0f} | {last / plain:.2f}x |", flush=True)
-        plain, last = alternate(lambda cl: train_rate(model, train_images, labels, cl, args.batches), args.rounds)
+        plain, last = alternate(lambda cl, model=model: train_rate(model, train_images, labels, cl, args.batches), args.rounds)
         print(f"| {name} | training step {TRAIN_SIZE} px | {plain:.0f} | {last:.0f} | {last / plain:.2f}x |",
               flush=True)
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from course_utils import checkpoints
+from course_utils.backbones import load_backbone
 from course_utils.checkpoints import (
     CheckpointError,
     CheckpointMismatchError,
@@ -14,7 +15,6 @@ from course_utils.checkpoints import (
     load_checkpoint,
     save_checkpoint,
 )
-from course_utils.backbones import load_backbone
 from course_utils.models import ScratchCNN, replace_head
 
 CLASSES = ["priority_road", "give_way", "stop", "no_entry"]

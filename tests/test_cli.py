@@ -9,8 +9,8 @@ import pytest
 from conftest import python_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
-from course_tools.cli import main
 from course_tools import prefetch as prefetch_module
+from course_tools.cli import main
 
 PARAMETERS = (
     "PROFILE = None  # full, offline or smoke\n"

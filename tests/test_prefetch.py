@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_tools.prefetch import PrefetchError, has_network, prefetch, verify_weights
 from course_tools import prefetch as prefetch_module
+from course_tools.prefetch import PrefetchError, has_network, prefetch, verify_weights
 
 
 def fake_gtsrb(data_dir: Path) -> None:
