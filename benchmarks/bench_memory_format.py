@@ -103,9 +103,11 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name in args.models.split(","):
         model = build(name)
-        plain, last = alternate(lambda cl, model=model: forward_rate(model, forward_images, cl, args.batches), args.rounds)
+        plain, last = alternate(lambda cl, model=model: forward_rate(model, forward_images, cl, args.batches),
+                                args.rounds)
         print(f"| {name} | forward {FORWARD_SIZE} px | {plain:.0f} | {last:.0f} | {last / plain:.2f}x |", flush=True)
-        plain, last = alternate(lambda cl, model=model: train_rate(model, train_images, labels, cl, args.batches), args.rounds)
+        plain, last = alternate(lambda cl, model=model: train_rate(model, train_images, labels, cl, args.batches),
+                                args.rounds)
         print(f"| {name} | training step {TRAIN_SIZE} px | {plain:.0f} | {last:.0f} | {last / plain:.2f}x |",
               flush=True)
 
