@@ -11,6 +11,7 @@ The two formats alternate, round after round, in one process, and the table show
 so a busy machine slows both about equally. The last column is channels-last / contiguous.
 
     .venv/bin/python benchmarks/bench_memory_format.py [--rounds 5] [--batch 32] [--models resnet18,scratch]
+                                                       [--threads 1] [--skip-training]
 """
 
 from __future__ import annotations
@@ -92,7 +93,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--batches", type=int, default=3, help="timed batches per measurement")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--skip-training", action="store_true", help="measure the forward pass only")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"median of {args.rounds} alternating rounds of {args.batches} batches")
     generator = torch.Generator().manual_seed(0)
@@ -106,6 +111,8 @@ def main() -> None:
         plain, last = alternate(lambda cl, model=model: forward_rate(model, forward_images, cl, args.batches),
                                 args.rounds)
         print(f"| {name} | forward {FORWARD_SIZE} px | {plain:.0f} | {last:.0f} | {last / plain:.2f}x |", flush=True)
+        if args.skip_training:
+            continue
         plain, last = alternate(lambda cl, model=model: train_rate(model, train_images, labels, cl, args.batches),
                                 args.rounds)
         print(f"| {name} | training step {TRAIN_SIZE} px | {plain:.0f} | {last:.0f} | {last / plain:.2f}x |",

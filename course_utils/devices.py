@@ -11,9 +11,13 @@ channels-last. :func:`prepare_model` puts a model's weights and :func:`batch_to_
 channels-last; :func:`course_utils.training.fit`, :func:`course_utils.features.compute_features` and
 :func:`course_utils.evaluation.predict` use both.
 
-Measured on the course's 2-core CPU (``benchmarks/bench_memory_format.py``, see ``benchmarks/README.md``):
-channels-last is faster for every model of the course, forward and training (EfficientNet-Lite0 about 2x,
-the ResNets and the ScratchCNN less), so it is on by default on the CPU as well as on CUDA.
+Why it is on by default on the CPU too (``benchmarks/bench_memory_format.py``; figures in
+``benchmarks/README.md``): on an idle 2-core CPU channels-last made EfficientNet-Lite0 about 2x faster
+forward and 2.5x faster in training and the ScratchCNN 1.4x faster in training; measured again on a heavily
+loaded machine with one thread per process, Lite0's forward pass was 1.75x and the ScratchCNN's 1.6x faster,
+and with two threads Lite0's training step 1.8x faster. The one case that came out slower was the forward pass
+with two threads on a machine running five times more threads than it had cores, where the threads of one
+convolution wait for each other; that is not a student's laptop, and the switch below is there for it.
 
 It is a speed setting only: results agree with the contiguous format up to float rounding, and checkpoints
 do not depend on it (a state dict saved from a channels-last model loads into a contiguous one and back).
