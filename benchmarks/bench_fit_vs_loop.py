@@ -14,7 +14,7 @@ losses up to float rounding (printed). The two alternate, round after round, in 
 plain-loop time / fit time, median over the rounds (above 1: fit is faster). The images are synthetic tensors
 already in memory, so the figure is about the model's arithmetic, not image decoding.
 
-    .venv/bin/python benchmarks/bench_fit_vs_loop.py [--rounds 5]
+    .venv/bin/python benchmarks/bench_fit_vs_loop.py [--rounds 5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -77,7 +77,10 @@ def with_fit(model: nn.Module, train: DataLoader, val: DataLoader) -> tuple[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     backbone, info = load_backbone("efficientnet_lite0", verbose=False)
     start = unfreeze(replace_head(backbone, CLASSES), last_blocks=LAST_BLOCKS)
