@@ -47,6 +47,9 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_import.py
 	$(BIN)/python benchmarks/bench_synthetic.py
 	$(BIN)/python benchmarks/bench_feature_cache.py
+	$(BIN)/python benchmarks/bench_memory_format.py
+	$(BIN)/python benchmarks/bench_fit_vs_loop.py
+	$(BIN)/python benchmarks/bench_loader_workers.py
 
 clean:
 	rm -rf build

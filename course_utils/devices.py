@@ -1,18 +1,68 @@
-"""Where and how a model runs: the device its weights live on, and evaluation mode that is always undone.
+"""Where and how a model runs: the device its weights live on, its memory format, and evaluation mode.
 
     with evaluating(model):          # eval mode, no gradients; the previous mode comes back afterwards,
         logits = model(images)       # even when the cell is interrupted with Ctrl+C or raises
+
+**Memory format (channels-last).** A batch of images is a 4-D tensor ``(batch, channels, height, width)``.
+PyTorch stores it by default "contiguous" (all of channel 0, then all of channel 1, ...); *channels-last*
+stores the channels of each pixel side by side instead. The shape and the numbers do not change, only their
+order in memory, and convolutions on both the CPU (oneDNN) and CUDA (cuDNN) run considerably faster in
+channels-last. :func:`prepare_model` puts a model's weights and :func:`batch_to_device` puts each image batch
+channels-last; :func:`course_utils.training.fit`, :func:`course_utils.features.compute_features` and
+:func:`course_utils.evaluation.predict` use both.
+
+Why it is on by default on the CPU too (``benchmarks/bench_memory_format.py``; figures in
+``benchmarks/README.md``): on an idle 2-core CPU channels-last made EfficientNet-Lite0 about 2x faster
+forward and 2.5x faster in training and the ScratchCNN 1.4x faster in training; measured again on a heavily
+loaded machine with one thread per process, Lite0's forward pass was 1.75x and the ScratchCNN's 1.6x faster,
+and with two threads Lite0's training step 1.8x faster. The one case that came out slower was the forward pass
+with two threads on a machine running five times more threads than it had cores, where the threads of one
+convolution wait for each other; that is not a student's laptop, and the switch below is there for it.
+
+It is a speed setting only: results agree with the contiguous format up to float rounding, and checkpoints
+do not depend on it (a state dict saved from a channels-last model loads into a contiguous one and back).
+Switch it off to compare, or if some unusual layer were slower in channels-last:
+
+- for a whole run: the environment variable ``COURSE_CHANNELS_LAST=0`` (read at import);
+- in a running notebook: ``course_utils.devices.CHANNELS_LAST = False``;
+- for one call: ``fit(..., channels_last=False)`` (likewise ``compute_features`` and ``predict``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-__all__ = ["batch_to_device", "evaluating", "model_device", "prepare_model", "run_autocast", "uses_channels_last"]
+__all__ = [
+    "CHANNELS_LAST",
+    "batch_to_device",
+    "evaluating",
+    "model_device",
+    "prepare_model",
+    "run_autocast",
+    "uses_channels_last",
+]
+
+
+def _channels_last_from_environment() -> bool:
+    value = os.environ.get("COURSE_CHANNELS_LAST", "1").strip().lower()
+    if value in ("1", "true", "yes", "on", ""):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"COURSE_CHANNELS_LAST={value!r} is not understood: use 1 (on, the default) or 0 (off).")
+
+
+#: Whether models and image batches go channels-last (on the CPU and on CUDA; other devices stay contiguous).
+#: Defaults to on; the environment variable ``COURSE_CHANNELS_LAST=0`` or setting this to ``False`` turns it off.
+CHANNELS_LAST: bool = _channels_last_from_environment()
+
+#: Device types where channels-last is used when :data:`CHANNELS_LAST` is on (measured faster there).
+_CHANNELS_LAST_DEVICES = ("cpu", "cuda")
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -39,25 +89,35 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def uses_channels_last(device: torch.device) -> bool:
-    """Whether image batches and models go channels-last on ``device`` (CUDA: faster convolutions)."""
-    return torch.device(device).type == "cuda"
+def uses_channels_last(device: torch.device | str, channels_last: bool | None = None) -> bool:
+    """Whether image batches and models go channels-last on ``device``.
+
+    ``channels_last=None`` follows :data:`CHANNELS_LAST` (on by default) for the CPU and CUDA;
+    ``True``/``False`` decides for this call (``True`` still leaves other device types contiguous).
+    """
+    wanted = CHANNELS_LAST if channels_last is None else channels_last
+    return bool(wanted) and torch.device(device).type in _CHANNELS_LAST_DEVICES
 
 
-def prepare_model(model: nn.Module, device: torch.device | str) -> nn.Module:
-    """Move ``model`` to ``device`` in the memory format that is fastest there; return it."""
+def prepare_model(model: nn.Module, device: torch.device | str, channels_last: bool | None = None) -> nn.Module:
+    """Move ``model`` to ``device`` in the memory format chosen there (see the module docstring); return it.
+
+    With channels-last off the model is put back to the contiguous format, so that a model prepared once
+    with it on does not keep the other format.
+    """
     device = torch.device(device)
     model.to(device)
-    if uses_channels_last(device):
-        model.to(memory_format=torch.channels_last)
+    fmt = torch.channels_last if uses_channels_last(device, channels_last) else torch.contiguous_format
+    model.to(memory_format=fmt)
     return model
 
 
-def batch_to_device(batch: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+def batch_to_device(batch: torch.Tensor, device: torch.device | str,
+                    channels_last: bool | None = None) -> torch.Tensor:
     """Move a batch to ``device``; a batch of images (4 dimensions) also takes the model's memory format."""
     device = torch.device(device)
     batch = batch.to(device, non_blocking=True)
-    if batch.dim() == 4 and uses_channels_last(device):
+    if batch.dim() == 4 and uses_channels_last(device, channels_last):
         batch = batch.contiguous(memory_format=torch.channels_last)
     return batch
 

@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from course_utils.datasets import list_unlabeled_images
-from course_utils.devices import batch_to_device, evaluating, model_device, run_autocast
+from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
 from course_utils.files import atomic_write, is_utf8_name, printable_name
 from course_utils.image_files import load_rgb, to_numpy
 
@@ -74,18 +74,21 @@ def _from_logits(logits: torch.Tensor, targets: torch.Tensor | None) -> Predicti
 
 
 def predict(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
-            *, verbose: bool = False) -> Predictions:
+            *, verbose: bool = False, channels_last: bool | None = None) -> Predictions:
     """Run ``model`` (in eval mode, no gradients) over ``loader`` and collect its :class:`Predictions`.
 
     ``loader`` yields ``(images, labels)`` or just images. ``device`` defaults to where the model is.
+    The model and the batches go channels-last where that is faster (``channels_last=None`` follows
+    :data:`course_utils.devices.CHANNELS_LAST`; the predictions are the same up to float rounding).
     """
     device = torch.device(device) if device is not None else model_device(model)
+    prepare_model(model, device, channels_last)
     all_logits, all_targets = [], []
     with evaluating(model):
         for batch in tqdm(loader, desc="predict", unit="batch", mininterval=1.0, disable=not verbose):
             inputs, targets = batch if isinstance(batch, (list, tuple)) else (batch, None)
             with run_autocast(device):
-                logits = model(batch_to_device(inputs, device))
+                logits = model(batch_to_device(inputs, device, channels_last))
             all_logits.append(logits.float().cpu())
             if targets is not None:
                 all_targets.append(targets.cpu())
@@ -94,16 +97,18 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | str | Non
 
 
 def predict_image(model: nn.Module, path: str | os.PathLike[str], transform: Callable,
-                  classes: Sequence[str], device: torch.device | str | None = None) -> pd.Series:
+                  classes: Sequence[str], device: torch.device | str | None = None, *,
+                  channels_last: bool | None = None) -> pd.Series:
     """Class probabilities for one image file, highest first (a Series: class name -> probability).
 
     Any image works: grayscale, palette, transparent or CMYK images are converted to RGB first, and
     ``transform`` (use the model's *eval* transform) resizes it to the size the model expects.
     """
     device = torch.device(device) if device is not None else model_device(model)
-    image = transform(load_rgb(Path(path)))
+    prepare_model(model, device, channels_last)
+    image = batch_to_device(transform(load_rgb(Path(path))).unsqueeze(0), device, channels_last)
     with evaluating(model):
-        probabilities = torch.softmax(model(batch_to_device(image.unsqueeze(0), device)).float(), dim=1)[0].cpu()
+        probabilities = torch.softmax(model(image).float(), dim=1)[0].cpu()
     if len(classes) != len(probabilities):
         raise ValueError(
             f"The model has {len(probabilities)} outputs but {len(classes)} class names were given."
@@ -115,7 +120,7 @@ def predict_image(model: nn.Module, path: str | os.PathLike[str], transform: Cal
 def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: Callable,
                    classes: Sequence[str], csv_path: str | os.PathLike[str] | None = None, *,
                    device: torch.device | str | None = None, batch_size: int = 64,
-                   verbose: bool = True) -> pd.DataFrame:
+                   verbose: bool = True, channels_last: bool | None = None) -> pd.DataFrame:
     """Predict every image in ``folder`` (and its sub-folders); return and write a CSV table.
 
     Columns: ``file`` (path relative to ``folder``), ``predicted_class``, ``confidence`` (the probability
@@ -126,6 +131,7 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
     """
     folder = Path(folder)
     device = torch.device(device) if device is not None else model_device(model)
+    prepare_model(model, device, channels_last)
     paths = list_unlabeled_images(folder)
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
@@ -136,7 +142,7 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
         if not batch:
             return
         with run_autocast(device):
-            logits = model(batch_to_device(torch.stack(batch), device)).float()
+            logits = model(batch_to_device(torch.stack(batch), device, channels_last)).float()
         probabilities = torch.softmax(logits, dim=1).cpu()
         confidence, predicted = probabilities.max(dim=1)
         for name, label, probability in zip(names, predicted.tolist(), confidence.tolist(), strict=True):

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from course_utils.devices import batch_to_device, evaluating, model_device, run_autocast
+from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
 from course_utils.files import atomic_write
 from course_utils.training import fit
 
@@ -74,6 +74,7 @@ def compute_features(
     cache_dir: str | os.PathLike[str] | None = None,
     cache_key: str | None = None,
     verbose: bool = True,
+    channels_last: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``backbone`` (in eval mode, no gradients) over ``loader``; return ``(features, labels)``.
 
@@ -81,7 +82,9 @@ def compute_features(
     :func:`course_utils.models.feature_extractor`. Results are float32 CPU tensors, one row per image, in
     loader order (use a loader with ``shuffle=False``). With ``cache_key`` (see :func:`feature_cache_key`)
     they are kept in memory for this session, and with ``cache_dir`` also on disk, so that a second call
-    (or a re-run notebook) returns at once.
+    (or a re-run notebook) returns at once. The backbone and the batches go channels-last where that is
+    faster (``channels_last=None`` follows :data:`course_utils.devices.CHANNELS_LAST`); the features agree
+    with the contiguous format up to float rounding, so the cache key does not depend on it.
     """
     if cache_dir is not None and cache_key is None:
         raise ValueError("cache_dir needs a cache_key: build one with feature_cache_key(arch, weights, "
@@ -97,14 +100,14 @@ def compute_features(
             return _MEMORY_CACHE[cache_key]
 
     device = torch.device(device) if device is not None else model_device(backbone)
-    backbone.to(device)
+    prepare_model(backbone, device, channels_last)
     chunks, label_chunks = [], []
     total = len(loader) if hasattr(loader, "__len__") else None
     with evaluating(backbone):
         for images, labels in tqdm(loader, total=total, desc="features", unit="batch", mininterval=1.0,
                                    disable=not verbose):
             with run_autocast(device):
-                chunks.append(backbone(batch_to_device(images, device)).flatten(1).float().cpu())
+                chunks.append(backbone(batch_to_device(images, device, channels_last)).flatten(1).float().cpu())
             label_chunks.append(labels.cpu())
     if not chunks:
         raise ValueError("The loader yielded no batches: is the split empty?")

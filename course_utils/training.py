@@ -8,8 +8,9 @@ What :func:`fit` does for you, so that lessons can focus on the ideas:
 - keeps a copy of the best weights (highest validation accuracy, ties broken by lower validation loss)
   and puts them back into the model at the end; optional early stopping;
 - shows one progress bar per epoch (works in notebooks and in papermill logs);
-- on CUDA: mixed precision (``torch.autocast`` + ``GradScaler``) and channels-last memory format;
-  on the CPU both stay off;
+- channels-last memory format for the model and the image batches on the CPU and on CUDA, where it makes
+  convolutions faster (see :mod:`course_utils.devices`; ``channels_last=False`` or
+  ``COURSE_CHANNELS_LAST=0`` turns it off); mixed precision (``torch.autocast`` + ``GradScaler``) on CUDA only;
 - optionally saves a checkpoint after every epoch and resumes from it.
 
 Reproducible resume: the checkpoint stores the random number generator states of ``random``, numpy,
@@ -81,6 +82,7 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     mixed_precision: bool | None = None,
     progress_bar: Any | None = None,
+    channels_last: bool | None = None,
 ) -> tuple[float, float]:
     """Train ``model`` for one pass over ``loader``; return the example-averaged ``(loss, accuracy)``.
 
@@ -91,13 +93,15 @@ def train_one_epoch(
     device, loss_fn, use_amp = _settings(model, device, loss_fn, mixed_precision)
     if scaler is None:
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    prepare_model(model, device, channels_last)
     model.train()
     set_frozen_batchnorm_eval(model)
     loss_sum = torch.zeros((), dtype=_accumulator_dtype(device), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     count = 0
     for step, (inputs, targets) in enumerate(loader, start=1):
-        inputs, targets = batch_to_device(inputs, device), targets.to(device, non_blocking=True)
+        inputs = batch_to_device(inputs, device, channels_last)
+        targets = targets.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with run_autocast(device, use_amp):
             logits = model(inputs)
@@ -126,15 +130,18 @@ def evaluate_loss_accuracy(
     device: torch.device | str | None = None,
     *,
     mixed_precision: bool | None = None,
+    channels_last: bool | None = None,
 ) -> tuple[float, float]:
     """Example-averaged ``(loss, accuracy)`` of ``model`` on ``loader``, in eval mode without gradients."""
     device, loss_fn, use_amp = _settings(model, device, loss_fn, mixed_precision)
+    prepare_model(model, device, channels_last)
     loss_sum = torch.zeros((), dtype=_accumulator_dtype(device), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     count = 0
     with evaluating(model):
         for inputs, targets in loader:
-            inputs, targets = batch_to_device(inputs, device), targets.to(device, non_blocking=True)
+            inputs = batch_to_device(inputs, device, channels_last)
+            targets = targets.to(device, non_blocking=True)
             with run_autocast(device, use_amp):
                 logits = model(inputs)
                 loss = loss_fn(logits.float(), targets)
@@ -217,6 +224,7 @@ def fit(
     checkpoint_metadata: Mapping[str, Any] | None = None,
     verbose: bool = True,
     mixed_precision: bool | None = None,
+    channels_last: bool | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` for ``epochs`` epochs and return the history, one row per epoch.
 
@@ -230,12 +238,14 @@ def fit(
     the file rebuildable with ``build_model_from_checkpoint``. ``resume=True`` continues from that file
     when it exists (build model, optimizer, scheduler and loaders as before: see the module docstring).
     To keep the *best* model, call ``save_checkpoint`` after ``fit`` returns.
-    ``mixed_precision`` defaults to on for CUDA (never used on the CPU).
+    ``mixed_precision`` defaults to on for CUDA (never used on the CPU). ``channels_last`` (default:
+    :data:`course_utils.devices.CHANNELS_LAST`, on) trains in the faster channels-last memory format; the
+    history agrees with the contiguous format up to float rounding and checkpoints load either way.
     """
     from course_utils.checkpoints import check_compatible, read_checkpoint, save_checkpoint
 
     device, loss_fn, use_amp = _settings(model, device, loss_fn, mixed_precision)
-    prepare_model(model, device)
+    prepare_model(model, device, channels_last)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history: list[dict[str, float]] = []
     best_row: dict[str, float] | None = None
@@ -278,9 +288,9 @@ def fit(
                    mininterval=1.0, dynamic_ncols=True, disable=not verbose)
         train_loss, train_accuracy = train_one_epoch(
             model, train_loader, optimizer, loss_fn, device,
-            scaler=scaler, mixed_precision=use_amp, progress_bar=bar)
+            scaler=scaler, mixed_precision=use_amp, progress_bar=bar, channels_last=channels_last)
         val_loss, val_accuracy = evaluate_loss_accuracy(model, val_loader, loss_fn, device,
-                                                        mixed_precision=use_amp)
+                                                        mixed_precision=use_amp, channels_last=channels_last)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_loss)
         elif scheduler is not None:
