@@ -302,6 +302,27 @@ def _perspective_coefficients(target: np.ndarray, source: np.ndarray) -> list[fl
 
 def _scene(name: str, rng: np.random.Generator, sign_fraction: float) -> Image.Image:
     """One physical sign in its surroundings: the picture every frame of a track is cut from."""
+    return _scene_with_mask(name, rng, sign_fraction)[0]
+
+
+def render_scene(name: str, seed: int = 0, sign_fraction: float = 0.5) -> tuple[Image.Image, np.ndarray]:
+    """One sign ``name`` in a random scene (``SCENE_SIZE`` pixels square), and where the sign is.
+
+    Returns ``(image, mask)``: ``mask`` is a ``SCENE_SIZE x SCENE_SIZE`` float array, 1 on the sign's paint
+    and 0 elsewhere (soft at the anti-aliased edges; an occluder drawn in front still counts as sign). The
+    sign, centred, spans about ``sign_fraction`` of the scene's side. Used to test where a model looks
+    (class activation maps); the data set's frames are cut from such scenes.
+    """
+    if name not in ALL_SIGNS:
+        raise ValueError(f"Unknown sign type {name!r}: choose from {', '.join(ALL_SIGNS)}.")
+    if not 0.05 <= sign_fraction <= 1.0:
+        raise ValueError(f"sign_fraction must be between 0.05 and 1, not {sign_fraction}.")
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode()), 1_000_003])
+    return _scene_with_mask(name, rng, sign_fraction)
+
+
+def _scene_with_mask(name: str, rng: np.random.Generator, sign_fraction: float
+                     ) -> tuple[Image.Image, np.ndarray]:
     m = SCENE_SIZE
     side = int(round(sign_fraction * 0.88 * m))
     sign = render_sign(name, side, rng)
@@ -336,7 +357,7 @@ def _scene(name: str, rng: np.random.Generator, sign_fraction: float) -> Image.I
                 cx, cy = x + edge * rng.uniform(0, 0.3) * m, rng.uniform(0.2, 0.8) * m
                 r = rng.uniform(0.06, 0.14) * m
                 draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
-    return image
+    return image, alpha[..., 0]
 
 
 def _track_frames(name: str, rng: np.random.Generator, frames: int) -> list[Image.Image]:
