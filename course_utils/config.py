@@ -24,6 +24,7 @@ LESSONS: tuple[str, ...] = (
     "02_feature_extraction",
     "03_fine_tuning",
     "04_unknown_class",
+    "05_your_own_images",
 )
 
 #: Where the course lives; the Colab and Kaggle set-up cell installs the package from here.
@@ -38,8 +39,9 @@ UNKNOWN_CLASS = "unknown"
 
 PROFILES: tuple[str, ...] = ("full", "offline", "smoke")
 
-#: The data sets known by name (any other DATASET value is the path of a folder).
-DATASETS: tuple[str, ...] = ("synthetic-signs", "gtsrb", "pets", "pets-binary")
+#: The data sets known by name (any other DATASET value is the path of a folder). ``sample-folder`` is lesson 5's
+#: practice folder, made on this machine by :mod:`course_utils.sample_folders` to look like a real one.
+DATASETS: tuple[str, ...] = ("synthetic-signs", "gtsrb", "pets", "pets-binary", "sample-folder")
 
 #: Defaults per profile. ``None`` in a notebook parameter means "take it from here".
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -94,6 +96,14 @@ LESSON_DEFAULTS["03_fine_tuning"] = {"full": {"epochs": 5, "feature_epochs": 30}
 # Lesson 4 trains two linear heads (four classes; four plus "unknown") on cached features, like lesson 2.
 LESSON_DEFAULTS["04_unknown_class"] = {"full": {"epochs": 30}, "offline": {"epochs": 30},
                                        "smoke": {"epochs": 3}}
+# Lesson 5 works on a folder: offline, the messy practice folder the course draws (course_utils.sample_folders);
+# full, Oxford-IIIT Pet cat vs dog with a ResNet-50 as in the cats-vs-dogs tutorial. "head_epochs" trains the
+# linear and the MLP head on cached features; "epochs" fine-tunes the better one.
+LESSON_DEFAULTS["05_your_own_images"] = {
+    "full": {"dataset": "pets-binary", "arch": "resnet50", "epochs": 3, "head_epochs": 30},
+    "offline": {"dataset": "sample-folder", "image_size": 64, "batch_size": 32, "epochs": 2, "head_epochs": 40},
+    "smoke": {"dataset": "sample-folder", "epochs": 1, "head_epochs": 3},
+}
 
 
 def profile_defaults(profile: str) -> dict[str, Any]:

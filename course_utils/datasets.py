@@ -350,6 +350,10 @@ def load_dataset(name: str | Path, data_dir: str | Path | None = None, *, profil
         split = split_samples(train, chosen, val_fraction=val_fraction, test_fraction=0.0, **options)
         split.test = test
         return split
+    if name == "sample-folder":
+        from course_utils.sample_folders import make_sample_folder
+
+        name = make_sample_folder(data_dir / "lesson5-sample-folder", seed=seed, verbose=verbose).labeled
     if Path(name).is_dir():
         return _folder_dataset(Path(name), classes, val_fraction, test_fraction, options, verbose)
     if Path(name).exists():

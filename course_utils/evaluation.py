@@ -120,15 +120,19 @@ def predict_image(model: nn.Module, path: str | os.PathLike[str], transform: Cal
 def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: Callable,
                    classes: Sequence[str], csv_path: str | os.PathLike[str] | None = None, *,
                    device: torch.device | str | None = None, batch_size: int = 64,
-                   verbose: bool = True, channels_last: bool | None = None) -> pd.DataFrame:
+                   top_k: int = 1, verbose: bool = True, channels_last: bool | None = None) -> pd.DataFrame:
     """Predict every image in ``folder`` (and its sub-folders); return and write a CSV table.
 
     Columns: ``file`` (path relative to ``folder``), ``predicted_class``, ``confidence`` (the probability
-    of that class). Files that cannot be read are skipped with one summary line. The CSV is written
-    atomically to ``csv_path`` when given; names that are not UTF-8 are written with ``\\xNN`` escapes, and
-    when the CSV cannot be written (a full disk, a file in the way) a warning says so and the table is still
-    returned, so no computed prediction is lost.
+    of that class). With ``top_k`` above 1, also ``top_1_class``, ``top_1_probability``, ...,
+    ``top_<k>_class``, ``top_<k>_probability`` (the k most probable classes, best first). Files that cannot be
+    read are skipped with one summary line. The CSV is written atomically to ``csv_path`` when given; names
+    that are not UTF-8 are written with ``\\xNN`` escapes, and when the CSV cannot be written (a full disk, a
+    file in the way) a warning says so and the table is still returned, so no computed prediction is lost.
     """
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, not {top_k}.")
+    top_k = min(top_k, len(classes))
     folder = Path(folder)
     device = torch.device(device) if device is not None else model_device(model)
     prepare_model(model, device, channels_last)
@@ -145,8 +149,16 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
             logits = model(batch_to_device(torch.stack(batch), device, channels_last)).float()
         probabilities = torch.softmax(logits, dim=1).cpu()
         confidence, predicted = probabilities.max(dim=1)
-        for name, label, probability in zip(names, predicted.tolist(), confidence.tolist(), strict=True):
-            rows.append({"file": name, "predicted_class": classes[label], "confidence": probability})
+        best_probabilities, best_labels = probabilities.topk(top_k, dim=1)
+        for index, (name, label, probability) in enumerate(
+                zip(names, predicted.tolist(), confidence.tolist(), strict=True)):
+            row = {"file": name, "predicted_class": classes[label], "confidence": probability}
+            if top_k > 1:
+                for rank, (other, other_probability) in enumerate(
+                        zip(best_labels[index].tolist(), best_probabilities[index].tolist(), strict=True), 1):
+                    row[f"top_{rank}_class"] = classes[other]
+                    row[f"top_{rank}_probability"] = other_probability
+            rows.append(row)
         batch.clear()
         names.clear()
 
@@ -165,7 +177,10 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
     if skipped:
         shown = ", ".join(skipped[:3]) + (f", +{len(skipped) - 3} more" if len(skipped) > 3 else "")
         print(f"⚠️ Skipped {len(skipped)} of {len(paths)} files in {folder} that could not be read: {shown}.")
-    table = pd.DataFrame(rows, columns=["file", "predicted_class", "confidence"])
+    columns = ["file", "predicted_class", "confidence"]
+    if top_k > 1:
+        columns += [f"top_{rank}_{what}" for rank in range(1, top_k + 1) for what in ("class", "probability")]
+    table = pd.DataFrame(rows, columns=columns)
     if csv_path is not None:
         _write_predictions(table, Path(csv_path))
     return table

@@ -28,10 +28,10 @@ from PIL import Image
 
 from course_utils.image_files import load_rgb, to_numpy
 
-__all__ = ["CORRECT_COLOR", "MANY_CLASSES", "MISTAKE_COLOR", "plot_augmentations", "plot_class_confidence",
-           "plot_class_counts", "plot_classification_report", "plot_comparison", "plot_confusion_matrix",
-           "plot_history", "plot_image_grid", "plot_image_sizes", "plot_misclassified", "plot_predictions",
-           "plot_roc_curve", "plot_score_histograms"]
+__all__ = ["CORRECT_COLOR", "MANY_CLASSES", "MISTAKE_COLOR", "plot_activation_maps", "plot_augmentations",
+           "plot_class_confidence", "plot_class_counts", "plot_classification_report", "plot_comparison",
+           "plot_confusion_matrix", "plot_history", "plot_image_grid", "plot_image_sizes", "plot_misclassified",
+           "plot_predictions", "plot_roc_curve", "plot_score_histograms"]
 
 CORRECT_COLOR = "tab:green"
 MISTAKE_COLOR = "tab:red"
@@ -543,5 +543,47 @@ def plot_comparison(results: pd.DataFrame | Mapping[str, Mapping[str, float]], *
         ax.set_title(metric.replace("_", " "))
         ax.tick_params(axis="x", rotation=20 if len(table) > 2 else 0)
     figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+# ------------------------------------------------------------------------------- activation maps
+def plot_activation_maps(images: Any, maps: Any, titles: Sequence[str] | None = None, *,
+                         colors: Sequence[str] | None = None, mean: Sequence[float] | None = None,
+                         std: Sequence[float] | None = None, alpha: float = 0.45, columns: int = 6,
+                         title: str | None = None) -> Figure:
+    """Each image above the same image with its class activation map overlaid (a ``jet`` heat map).
+
+    ``maps`` holds one ``H x W`` map per image, values in [0, 1] (as ``activation_maps.activation_maps``
+    returns them); a map smaller than its image is stretched to it. ``titles`` and ``colors`` (one each per
+    image) label the pairs, e.g. "true -> predicted" in red for mistakes. Pass the ``mean``/``std`` of a
+    normalised tensor batch so that the colours are shown as the camera saw them.
+    """
+    pictures, heat = _image_list(images), _image_list(maps)
+    if not pictures:
+        raise ValueError("There are no images to show; pass at least one image.")
+    if len(heat) != len(pictures):
+        raise ValueError(f"Got {len(pictures)} images but {len(heat)} maps; pass one map per image.")
+    if titles is not None and len(titles) != len(pictures):
+        raise ValueError(f"Got {len(pictures)} images but {len(titles)} titles; pass one title per image.")
+    columns = max(1, min(columns, len(pictures)))
+    rows = math.ceil(len(pictures) / columns)
+    figure, axes = plt.subplots(2 * rows, columns, squeeze=False, figsize=(2.0 * columns, 4.0 * rows + 0.4))
+    for ax in axes.flat:
+        ax.axis("off")
+    for index, (picture, cam) in enumerate(zip(pictures, heat, strict=True)):
+        row, column = 2 * (index // columns), index % columns
+        array = _display_array(picture, mean, std)
+        cam = np.asarray(to_numpy(cam), dtype=np.float32)
+        if cam.shape != array.shape[:2]:
+            cam = np.asarray(Image.fromarray(cam).resize((array.shape[1], array.shape[0]), Image.BILINEAR))
+        axes[row, column].imshow(array, cmap="gray" if array.ndim == 2 else None)
+        axes[row + 1, column].imshow(array, cmap="gray" if array.ndim == 2 else None)
+        axes[row + 1, column].imshow(np.clip(cam, 0, 1), cmap="jet", alpha=alpha, vmin=0, vmax=1)
+        if titles is not None:
+            axes[row, column].set_title(titles[index], fontsize=9,
+                                        **({"color": colors[index]} if colors else {}))
+    if title:
+        figure.suptitle(title)
     figure.tight_layout()
     return figure

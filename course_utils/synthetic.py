@@ -39,7 +39,8 @@ from course_utils.config import TARGET_SIGNS
 from course_utils.files import atomic_write, write_json_atomic
 
 __all__ = ["ALL_SIGNS", "GENERATOR_VERSION", "MANIFEST_NAME", "OTHER_SIGNS", "OWNER_FILE", "SCENE_COLOURS",
-           "SCENE_SIZE", "STALE_SECONDS", "SUPERSAMPLING", "generate_signs", "remove_stale_partials", "render_sign"]
+           "SCENE_SIZE", "STALE_SECONDS", "SUPERSAMPLING", "generate_signs", "remove_stale_partials", "render_scene",
+           "render_sign"]
 
 #: Sign types that are not among the four targets; lesson 4 folds them into "unknown".
 OTHER_SIGNS: tuple[str, ...] = (
@@ -306,6 +307,27 @@ def _perspective_coefficients(target: np.ndarray, source: np.ndarray) -> list[fl
 
 def _scene(name: str, rng: np.random.Generator, sign_fraction: float) -> Image.Image:
     """One physical sign in its surroundings: the picture every frame of a track is cut from."""
+    return _scene_with_mask(name, rng, sign_fraction)[0]
+
+
+def render_scene(name: str, seed: int = 0, sign_fraction: float = 0.5) -> tuple[Image.Image, np.ndarray]:
+    """One sign ``name`` in a random scene (``SCENE_SIZE`` pixels square), and where the sign is.
+
+    Returns ``(image, mask)``: ``mask`` is a ``SCENE_SIZE x SCENE_SIZE`` float array, 1 on the sign's paint
+    and 0 elsewhere (soft at the anti-aliased edges; an occluder drawn in front still counts as sign). The
+    sign, centred, spans about ``sign_fraction`` of the scene's side. Used to test where a model looks
+    (class activation maps); the data set's frames are cut from such scenes.
+    """
+    if name not in ALL_SIGNS:
+        raise ValueError(f"Unknown sign type {name!r}: choose from {', '.join(ALL_SIGNS)}.")
+    if not 0.05 <= sign_fraction <= 1.0:
+        raise ValueError(f"sign_fraction must be between 0.05 and 1, not {sign_fraction}.")
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode()), 1_000_003])
+    return _scene_with_mask(name, rng, sign_fraction)
+
+
+def _scene_with_mask(name: str, rng: np.random.Generator, sign_fraction: float
+                     ) -> tuple[Image.Image, np.ndarray]:
     m = SCENE_SIZE
     side = int(round(sign_fraction * 0.88 * m))
     sign = render_sign(name, side, rng)
@@ -340,7 +362,7 @@ def _scene(name: str, rng: np.random.Generator, sign_fraction: float) -> Image.I
                 cx, cy = x + edge * rng.uniform(0, 0.3) * m, rng.uniform(0.2, 0.8) * m
                 r = rng.uniform(0.06, 0.14) * m
                 draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
-    return image
+    return image, alpha[..., 0]
 
 
 def _track_frames(name: str, rng: np.random.Generator, frames: int) -> list[Image.Image]:
