@@ -177,6 +177,10 @@ def _environment(**values: str | None) -> Iterator[None]:
                 os.environ[name] = value
 
 
+#: Kernel command-line options for ``course run``: only errors from the kernel's own log reach the terminal.
+KERNEL_QUIET_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
 def _kernel_name(notebook: Path, kernel_name: str | None) -> str:
     """The kernel: the one asked for, else the notebook's if installed, else ``python3`` (this Python)."""
     if kernel_name:
@@ -240,6 +244,9 @@ def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], 
             papermill.execute_notebook(
                 str(source), str(running), parameters=values, kernel_name=_kernel_name(source, kernel_name),
                 progress_bar=progress, cwd=str(solutions_dir.resolve()), log_output=False,
+                # the kernel's own start-up log (e.g. "[IPKernelApp] WARNING | Kernel is running over TCP")
+                # is about the local connection, not the lesson: keep it out of the run's output
+                extra_arguments=KERNEL_QUIET_ARGUMENTS,
             )
     except Exception as failure:  # any failure is reported; the other lessons go on
         error = _failure_line(lesson, failure, running)

@@ -7,7 +7,8 @@ What :func:`fit` does for you, so that lessons can focus on the ideas:
 - averages loss and accuracy over *examples*, not batches, so a short last batch does not bias them;
 - keeps a copy of the best weights (highest validation accuracy, ties broken by lower validation loss)
   and puts them back into the model at the end; optional early stopping;
-- shows one progress bar per epoch (works in notebooks and in papermill logs);
+- shows one progress bar per training run, one step per epoch, with the last epoch's metrics beside it
+  (a widget in JupyterLab and Colab; in papermill logs and terminals a few text lines per run);
 - on CUDA: mixed precision (``torch.autocast`` + ``GradScaler``) and channels-last memory format;
   on the CPU both stay off;
 - optionally saves a checkpoint after every epoch and resumes from it.
@@ -51,6 +52,9 @@ HISTORY_COLUMNS = [
 
 #: The progress bar shows running loss/accuracy every this many steps (each update waits for the GPU).
 PROGRESS_EVERY_STEPS = 20
+#: Seconds between two redraws of the progress bar; text bars (logs, stored outputs) redraw more rarely.
+BAR_REFRESH_SECONDS = 1.0
+TEXT_BAR_REFRESH_SECONDS = 30.0
 
 #: Keys of ``checkpoint_metadata`` that go to :func:`course_utils.checkpoints.save_checkpoint` directly.
 _CHECKPOINT_FIELDS = ("arch", "classes", "mean", "std", "input_size", "model_config")
@@ -67,6 +71,42 @@ def _settings(model: nn.Module, device: torch.device | str | None, loss_fn: nn.M
 
 def _accumulator_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
+               loss_fn: nn.Module) -> float:
+    """One optimisation step on one batch (lesson 1's exercise): clear, forward, loss, backward, update.
+
+    Returns the batch's loss as a plain number (``loss.item()``), so that no computation graph is kept.
+    """
+    optimizer.zero_grad()
+    loss = loss_fn(model(images), labels)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+class _RunProgress:
+    """The batches of one epoch shown on the run's epoch bar: ``batch i/n`` and running metrics beside it."""
+
+    def __init__(self, bar: Any, total: int | None) -> None:
+        self.bar, self.total, self.step = bar, total, 0
+        self.last_shown = time.monotonic()
+
+    def update(self, steps: int = 1) -> None:
+        self.step += steps
+
+    def set_postfix(self, running: Mapping[str, str], refresh: bool = False) -> None:
+        now = time.monotonic()
+        if self.bar.disable or now - self.last_shown < self.bar.mininterval:
+            return
+        self.last_shown = now
+        where = f"{self.step}/{self.total}" if self.total else str(self.step)
+        self.bar.set_postfix({"batch": where, **running}, refresh=True)
+
+
+def _is_widget_bar(bar: Any) -> bool:
+    return type(bar).__module__.startswith("tqdm.notebook")
 
 
 def train_one_epoch(
@@ -265,18 +305,20 @@ def fit(
     elif resume and verbose:
         print(f"No checkpoint at {checkpoint_path} yet: starting from epoch 1.")
 
+    batches = len(train_loader) if hasattr(train_loader, "__len__") else None
+    bar = tqdm(total=epochs, initial=len(history), desc="epochs", unit="epoch", leave=True,
+               mininterval=BAR_REFRESH_SECONDS, dynamic_ncols=True, disable=not verbose)
+    if not _is_widget_bar(bar):
+        bar.mininterval = TEXT_BAR_REFRESH_SECONDS  # a log keeps every redraw: a few lines per run
     for epoch in range(len(history) + 1, epochs + 1):
         if early_stopping_patience is not None and best_row is not None \
                 and epoch - 1 - best_row["epoch"] >= early_stopping_patience:
             break  # a resumed run that had already stopped early
         started = time.perf_counter()
         learning_rate = optimizer.param_groups[0]["lr"]
-        total = len(train_loader) if hasattr(train_loader, "__len__") else None
-        bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=True,
-                   mininterval=1.0, dynamic_ncols=True, disable=not verbose)
         train_loss, train_accuracy = train_one_epoch(
             model, train_loader, optimizer, loss_fn, device,
-            scaler=scaler, mixed_precision=use_amp, progress_bar=bar)
+            scaler=scaler, mixed_precision=use_amp, progress_bar=_RunProgress(bar, batches))
         val_loss, val_accuracy = evaluate_loss_accuracy(model, val_loader, loss_fn, device,
                                                         mixed_precision=use_amp)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -291,7 +333,7 @@ def fit(
             best_row, best_state = row, _cpu_copy(model)
         bar.set_postfix({"loss": f"{train_loss:.4f}", "acc": f"{train_accuracy:.3f}",
                          "val_loss": f"{val_loss:.4f}", "val_acc": f"{val_accuracy:.3f}"}, refresh=False)
-        bar.close()
+        bar.update(1)
         if checkpoint_path is not None:
             training_state = {"history": history, "best_state": best_state, "best_epoch": best_row["epoch"],
                               "scaler": scaler.state_dict(), "rng": _rng_state(train_loader)}
@@ -301,11 +343,13 @@ def fit(
                 **{field: metadata.get(field) for field in _CHECKPOINT_FIELDS},
             )
         if early_stopping_patience is not None and epoch - best_row["epoch"] >= early_stopping_patience:
+            bar.close()
             if verbose:
                 print(f"Early stopping after epoch {epoch}: no better validation accuracy for "
                       f"{early_stopping_patience} epoch(s).")
             break
 
+    bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
         if verbose and best_row["epoch"] != len(history):
