@@ -441,9 +441,10 @@ def check_optimizer_groups(optimizer: torch.optim.Optimizer, model: nn.Module) -
     learning_rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     frozen = [p for p in model.parameters() if not p.requires_grad and id(p) in learning_rates]
     if frozen:
-        _fail(f"The optimizer holds {len(frozen)} frozen parameter tensors ({_count(frozen):,} numbers): "
-              "pass only trainable ones, e.g. [p for p in model.parameters() if p.requires_grad], or use "
-              "models.parameter_groups.")
+        _fail(f"The optimizer holds {len(frozen)} frozen parameter tensors ({_count(frozen):,} numbers). "
+              "They get no gradient, so the optimizer skips them today, but unfrozen later they would train "
+              "at their group's learning rate without anyone choosing it. Pass only trainable ones, e.g. "
+              "[p for p in model.parameters() if p.requires_grad], or use models.parameter_groups.")
     missing_head = [p for p in head if p.requires_grad and id(p) not in learning_rates]
     if missing_head:
         _fail(f"{len(missing_head)} of the head's parameter tensors are not in the optimizer, so the head "
