@@ -106,7 +106,7 @@ class _RunProgress:
 
 
 def _is_widget_bar(bar: Any) -> bool:
-    return type(bar).__module__.startswith("tqdm.notebook")
+    return any(cls.__module__ == "tqdm.notebook" for cls in type(bar).__mro__)
 
 
 def train_one_epoch(
@@ -350,6 +350,12 @@ def fit(
             break
 
     bar.close()
+    if verbose and history and _is_widget_bar(bar):
+        # a saved notebook keeps only the widget's first text (0%): one line says how the run ended
+        last = history[-1]
+        print(f"{len(history)} epoch(s) in {sum(row['seconds'] for row in history):.0f} s; last epoch: "
+              f"loss {last['train_loss']:.4f}, acc {last['train_accuracy']:.3f}, val_loss {last['val_loss']:.4f}, "
+              f"val_acc {last['val_accuracy']:.3f}")
     if best_state is not None:
         model.load_state_dict(best_state)
         if verbose and best_row["epoch"] != len(history):
