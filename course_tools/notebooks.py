@@ -25,7 +25,13 @@ earlier one, so one exercise may have several regions in several cells. In the s
 is replaced, at the indentation of its ``### BEGIN SOLUTION`` line, by::
 
         # YOUR CODE HERE
-        raise NotImplementedError("Exercise 1: Same padding")
+        raise NotImplementedError("Exercise 1: Same padding: not done yet. ...")
+
+A student may skip any exercise. A region's first line may be a comment ``# Reference: <line>``: one line of
+code that takes the package's answer instead (``same_padding = models.same_padding``). The stub's message
+then ends with that line and says where it goes: in place of the ``raise`` line for a region at the cell's
+top level, in place of the whole ``def``/``class`` for a region inside one. The comment is part of the
+solution region, so students see the line only in the message.
 
 Regions must hold whole statements (not part of an expression), so that the stub is valid Python.
 
@@ -49,17 +55,21 @@ import nbformat
 from course_utils import __version__, config
 from course_utils.files import atomic_write
 
-__all__ = ["BADGES_TAG", "BEGIN_MARKER", "BRANCH", "END_MARKER", "MARKDOWN_STUB", "PARAMETERS_TAG", "SETUP_TAG",
-           "STUB_COMMENT", "MarkerError", "Parameter", "badges_markdown", "build", "check", "leaked_solution_lines",
-           "notebook_url", "read_notebook", "read_parameters", "release_tag", "set_repository_url",
-           "setup_cell_source", "show_parameters", "solution_lines", "solution_notebooks", "strip_markdown_solutions",
-           "strip_solutions", "student_version", "sync_template_cells", "write_notebook"]
+__all__ = ["BADGES_TAG", "BEGIN_MARKER", "BRANCH", "END_MARKER", "MARKDOWN_STUB", "PARAMETERS_TAG",
+           "REFERENCE_PREFIX", "SETUP_TAG", "STUB_COMMENT", "MarkerError", "Parameter", "badges_markdown", "build",
+           "check", "leaked_solution_lines", "notebook_url", "read_notebook", "read_parameters", "release_tag",
+           "set_repository_url", "setup_cell_source", "show_parameters", "solution_lines", "solution_notebooks",
+           "strip_markdown_solutions", "strip_solutions", "stub_message", "student_version", "sync_template_cells",
+           "write_notebook"]
 
 BEGIN_MARKER = "### BEGIN SOLUTION"
 END_MARKER = "### END SOLUTION"
 STUB_COMMENT = "# YOUR CODE HERE"
 #: What a solution region of a markdown cell becomes in the student version.
 MARKDOWN_STUB = "*Your answer here.*"
+
+#: The comment, first in a solution region, that names the one line taking the package's answer instead.
+REFERENCE_PREFIX = "# Reference:"
 #: Branch the badges open.
 BRANCH = "main"
 #: Tags of the cells that ``course build`` rewrites from templates, and of the parameters cell.
@@ -69,6 +79,7 @@ PARAMETERS_TAG = "parameters"
 
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)###\s*BEGIN SOLUTION\s*$")
 _END = re.compile(r"^[ \t]*###\s*END SOLUTION\s*$")
+_REFERENCE = re.compile(r"^[ \t]*#\s*Reference:\s*(?P<line>\S.*?)\s*$")
 _EXERCISE = re.compile(r"^\s*#\s*Exercise(?:\s+(?P<number>\d+))?\s*:\s*(?P<title>\S.*?)\s*$")
 # Metadata written when a notebook runs; it describes outputs, so student versions drop it with them.
 _EXECUTION_CELL_METADATA = ("execution", "papermill")
@@ -97,8 +108,22 @@ class Parameter(NamedTuple):
 # --------------------------------------------------------------------------------------------------------
 
 
-def _stub(indent: str, label: str) -> list[str]:
-    message = json.dumps(label, ensure_ascii=False)
+def stub_message(label: str, reference: str | None = None, nested: bool = False) -> str:
+    """The stub's message: the exercise and, with ``reference``, the one line that skips it.
+
+    ``nested``: the stub sits inside a ``def`` or ``class``, so the line replaces that whole definition.
+    """
+    if not reference:
+        return label
+    where = ("replace the exercise's whole def/class block by this line" if nested
+             else "replace this raise line by this line")
+    return (f"{label}: not done yet. Write your code in place of this raise line. To skip the exercise, "
+            f"{where}, which takes the course package's answer; the rest of the notebook then runs:\n"
+            f"{reference}")
+
+
+def _stub(indent: str, label: str, reference: str | None = None) -> list[str]:
+    message = json.dumps(stub_message(label, reference, nested=bool(indent)), ensure_ascii=False)
     return [f"{indent}{STUB_COMMENT}\n", f"{indent}raise NotImplementedError({message})\n"]
 
 
@@ -113,6 +138,7 @@ def _strip(source: str, label: str | None, exercise_label: Callable[[str], str |
     output: list[str] = []
     begin_line: int | None = None
     indent = ""
+    reference: str | None = None
 
     def error(message: str) -> MarkerError:
         return MarkerError(f"{where}{f' ({label})' if label else ''}: {message}")
@@ -127,12 +153,14 @@ def _strip(source: str, label: str | None, exercise_label: Callable[[str], str |
             if label is None:
                 raise error(f"the solution region on line {index + 1} has no '# Exercise N: <title>' "
                             "comment above it (in this cell or an earlier one)")
-            begin_line, indent = index, begin.group("indent")
+            begin_line, indent, reference = index, begin.group("indent"), None
         elif _END.match(text):
             if begin_line is None:
                 raise error(f"{END_MARKER} on line {index + 1} without {BEGIN_MARKER}")
-            output.extend(_stub(indent, label or ""))
+            output.extend(_stub(indent, label or "", reference))
             begin_line = None
+        elif begin_line is not None and index == begin_line + 1 and _REFERENCE.match(text):
+            reference = _REFERENCE.match(text).group("line")
         elif begin_line is None:
             label = exercise_label(text) or label
             output.append(line)

@@ -30,10 +30,10 @@ from course_utils import config
 from course_utils.files import write_text_atomic
 from course_utils.results import METRICS_FILE, read_metrics
 
-__all__ = ["INTERRUPTED_EXIT_CODE", "PATH_PARAMETERS", "REPORT_COLUMNS", "RESERVED_PARAMETERS", "LessonResult",
-           "LessonSelectionError", "absolute_paths", "available_lessons", "convert_value", "export_html",
-           "key_metrics", "lesson_parameters", "report_rows", "require_solutions_dir", "resolve_lesson", "run_lesson",
-           "run_lessons", "write_report"]
+__all__ = ["INTERRUPTED_EXIT_CODE", "KERNEL_QUIET_ARGUMENTS", "PATH_PARAMETERS", "REPORT_COLUMNS",
+           "RESERVED_PARAMETERS", "LessonResult", "LessonSelectionError", "absolute_paths", "available_lessons",
+           "convert_value", "export_html", "key_metrics", "lesson_parameters", "report_rows", "require_solutions_dir",
+           "resolve_lesson", "run_lesson", "run_lessons", "write_report"]
 
 #: Parameters that ``run_lessons`` sets itself (from ``profile`` and ``output_dir``).
 RESERVED_PARAMETERS = ("PROFILE", "OUTPUT_DIR")
@@ -225,6 +225,10 @@ def _environment(**values: str | None) -> Iterator[None]:
                 os.environ[name] = value
 
 
+#: Kernel command-line options for ``course run``: only errors from the kernel's own log reach the terminal.
+KERNEL_QUIET_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
 def _kernel_name(notebook: Path, kernel_name: str | None) -> str:
     """The kernel: the one asked for, else the notebook's if installed, else ``python3`` (this Python)."""
     if kernel_name:
@@ -288,6 +292,9 @@ def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], 
             papermill.execute_notebook(
                 str(source), str(running), parameters=values, kernel_name=_kernel_name(source, kernel_name),
                 progress_bar=verbose, cwd=str(solutions_dir.resolve()), log_output=False,
+                # the kernel's own start-up log (e.g. "[IPKernelApp] WARNING | Kernel is running over TCP")
+                # is about the local connection, not the lesson: keep it out of the run's output
+                extra_arguments=KERNEL_QUIET_ARGUMENTS,
             )
     except KeyboardInterrupt:  # Ctrl+C: keep what ran, let run_lessons write the report and stop
         interrupted = True

@@ -14,14 +14,15 @@ import os
 import random
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from course_utils.config import PROFILES, on_kaggle
 
-__all__ = ["LessonEnvironment", "PROFILE_VARIABLE", "choose_profile", "detect_platform", "profile_and_reason",
-           "profile_banner", "seed_everything", "select_device", "start_lesson"]
+__all__ = ["PROFILE_VARIABLE", "LessonEnvironment", "choose_profile", "detect_platform", "profile_and_reason",
+           "profile_banner", "seed_everything", "select_device", "show_exercise_stubs_briefly", "start_lesson"]
 
 #: The environment variable that chooses the profile when a notebook does not.
 PROFILE_VARIABLE = "COURSE_PROFILE"
@@ -124,6 +125,34 @@ def profile_banner(profile: str, device: torch.device | str, how_chosen: str) ->
     )
 
 
+def _brief_exercise_stub(shell: Any, etype: type, value: BaseException, tb: Any,
+                         tb_offset: int | None = None) -> list[str]:
+    """IPython handler for ``NotImplementedError``: an exercise stub's message alone, others in full."""
+    if str(value).startswith("Exercise "):
+        stb = [f"✏️ {line}" if number == 0 else line for number, line in enumerate(str(value).splitlines())]
+    else:
+        stb = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+    shell._showtraceback(etype, value, stb)  # the cell still fails: Run All, papermill and nbval stop
+    return stb
+
+
+def show_exercise_stubs_briefly() -> bool:
+    """In IPython/Jupyter, show an unsolved exercise's ``NotImplementedError`` as its message alone.
+
+    The stubs of the student notebooks raise ``NotImplementedError("Exercise N: ...")``; the traceback
+    would only repeat the cell. Returns whether a handler was installed (False outside IPython).
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    shell.set_custom_exc((NotImplementedError,), _brief_exercise_stub)
+    return True
+
+
 def start_lesson(profile: str | None = None, seed: int = 0, device: str | None = None) -> LessonEnvironment:
     """Set a lesson up: seed everything, choose the profile and the device, print the banner line.
 
@@ -136,4 +165,5 @@ def start_lesson(profile: str | None = None, seed: int = 0, device: str | None =
         profile=chosen, device=chosen_device, platform=detect_platform(), seed=seed, how_chosen=how_chosen
     )
     print(profile_banner(chosen, chosen_device, how_chosen))
+    show_exercise_stubs_briefly()
     return environment

@@ -80,8 +80,10 @@ def _draw_grid(images: Any, titles: Sequence[str] | None, colors: Sequence[str] 
         raise ValueError(f"Got {len(pictures)} images but {len(titles)} titles; pass one title per image.")
     columns = max(1, min(columns, len(pictures)))
     rows = math.ceil(len(pictures) / columns)
+    title_lines = max((str(title).count("\n") + 1 for title in titles), default=0) if titles else 0
+    # each title line gets its own height, so titles never touch the images of the row above
     figure, axes = plt.subplots(rows, columns, squeeze=False,
-                                figsize=figsize or (1.9 * columns, 2.0 * rows + 0.3))
+                                figsize=figsize or (1.9 * columns, (1.8 + 0.22 * title_lines) * rows + 0.3))
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
         if index >= len(pictures):
@@ -464,8 +466,9 @@ def plot_score_histograms(known_scores: Any, unknown_scores: Any, *, threshold: 
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlabel(score_name)
     ax.set_ylabel("share of the group's images")
-    ax.set_title(f"{score_name.capitalize()}: known vs unknown")
-    ax.legend(fontsize=8)
+    ax.set_title(f"{score_name[:1].upper()}{score_name[1:]}: known vs unknown")  # keeps "P(unknown)"
+    # below the axes, so the legend never hides a bar
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     figure.tight_layout()
     return figure
 

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+import torch
 
 from course_utils.samples import DatasetError, Sample
 
-__all__ = ["PARTS", "Split", "drop_rare_classes", "group_overlap", "keep_largest_classes", "select_classes",
-           "split_samples", "with_unknown_class"]
+__all__ = ["PARTS", "Split", "drop_rare_classes", "group_overlap", "inverse_frequency_weights",
+           "keep_largest_classes", "select_classes", "split_samples", "test_images_with_train_sibling",
+           "unknown_class_split", "with_unknown_class"]
 
 PARTS: tuple[str, ...] = ("train", "val", "test")
 
@@ -126,6 +128,46 @@ def group_overlap(split: Split) -> int:
         for sample in samples:
             parts_of_group[sample.group].add(part)
     return sum(1 for parts in parts_of_group.values() if len(parts) > 1)
+
+
+def test_images_with_train_sibling(split: Split) -> int:
+    """How many test images share their group (a sign's track) with at least one training image.
+
+    Such an image has a near-copy in training, so the test measures recall of that very sign rather than
+    recognition of new ones. A group-aware split gives 0.
+    """
+    train_groups = {sample.group for sample in split.train}
+    return sum(sample.group in train_groups for sample in split.test)
+
+
+def unknown_class_split(split: Split, known: Sequence[str], held_out: Sequence[str] = (),
+                        unknown_name: str = "unknown") -> Split:
+    """Lesson 4's split: the ``known`` classes plus one ``unknown_name`` class pooling every other class.
+
+    Relabels each part of ``split`` (built from every sign type) with :func:`with_unknown_class`, part by
+    part, so no track moves between parts. The classes in ``held_out`` are dropped from train and val: the
+    model never sees them, not even as "unknown", and they appear only in the test part, which stays whole.
+    """
+    parts: dict[str, list[Sample]] = {}
+    classes: list[str] = []
+    for name, samples in split.parts().items():
+        if name != "test":
+            samples = [sample for sample in samples if split.classes[sample.label] not in held_out]
+        parts[name], classes = with_unknown_class(samples, split.classes, known, unknown_name)
+    return Split(classes, parts["train"], parts["val"], parts["test"])
+
+
+def inverse_frequency_weights(counts: Sequence[float]) -> torch.Tensor:
+    """One loss weight per class, inversely proportional to its count: ``total / (classes * count)``.
+
+    Every class then adds the same total weight to the loss, and a balanced data set gets weight 1 for every
+    class, so the learning rate keeps its meaning. Pass the training images per class.
+    """
+    counts = torch.as_tensor(counts, dtype=torch.float32)
+    if (counts <= 0).any():
+        raise ValueError(f"Every class needs at least one training image to be weighted; counts: "
+                         f"{counts.int().tolist()}.")
+    return counts.sum() / (len(counts) * counts)
 
 
 def select_classes(samples: Sequence[Sample], classes: Sequence[str], keep: Sequence[str]

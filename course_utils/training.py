@@ -7,7 +7,8 @@ What :func:`fit` does for you, so that lessons can focus on the ideas:
 - averages loss and accuracy over *examples*, not batches, so a short last batch does not bias them;
 - keeps a copy of the best weights (highest validation accuracy, ties broken by lower validation loss)
   and puts them back into the model at the end; optional early stopping;
-- shows one progress bar per epoch (works in notebooks and in papermill logs);
+- shows one progress bar per training run, one step per epoch, with the last epoch's metrics beside it
+  (a widget in JupyterLab and Colab; in papermill logs and terminals a few text lines per run);
 - channels-last memory format for the model and the image batches on the CPU and on CUDA, where it makes
   convolutions faster (see :mod:`course_utils.devices`; ``channels_last=False`` or
   ``COURSE_CHANNELS_LAST=0`` turns it off); mixed precision (``torch.autocast`` + ``GradScaler``) on CUDA only;
@@ -40,7 +41,8 @@ from tqdm.auto import tqdm
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
 from course_utils.models import set_frozen_batchnorm_eval
 
-__all__ = ["HISTORY_COLUMNS", "PROGRESS_EVERY_STEPS", "evaluate_loss_accuracy", "fit", "train_one_epoch"]
+__all__ = ["BAR_REFRESH_SECONDS", "HISTORY_COLUMNS", "PROGRESS_EVERY_STEPS", "TEXT_BAR_REFRESH_SECONDS",
+           "evaluate_loss_accuracy", "fit", "train_one_epoch", "train_step"]
 
 HISTORY_COLUMNS = [
     "epoch",
@@ -54,6 +56,9 @@ HISTORY_COLUMNS = [
 
 #: The progress bar shows running loss/accuracy every this many steps (each update waits for the GPU).
 PROGRESS_EVERY_STEPS = 20
+#: Seconds between two redraws of the progress bar; text bars (logs, stored outputs) redraw more rarely.
+BAR_REFRESH_SECONDS = 1.0
+TEXT_BAR_REFRESH_SECONDS = 30.0
 
 #: Keys of ``checkpoint_metadata`` that go to :func:`course_utils.checkpoints.save_checkpoint` directly.
 _CHECKPOINT_FIELDS = ("arch", "classes", "mean", "std", "input_size", "model_config")
@@ -70,6 +75,42 @@ def _settings(model: nn.Module, device: torch.device | str | None, loss_fn: nn.M
 
 def _accumulator_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
+               loss_fn: nn.Module) -> float:
+    """One optimisation step on one batch (lesson 1's exercise): clear, forward, loss, backward, update.
+
+    Returns the batch's loss as a plain number (``loss.item()``), so that no computation graph is kept.
+    """
+    optimizer.zero_grad()
+    loss = loss_fn(model(images), labels)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+class _RunProgress:
+    """The batches of one epoch shown on the run's epoch bar: ``batch i/n`` and running metrics beside it."""
+
+    def __init__(self, bar: Any, total: int | None) -> None:
+        self.bar, self.total, self.step = bar, total, 0
+        self.last_shown = time.monotonic()
+
+    def update(self, steps: int = 1) -> None:
+        self.step += steps
+
+    def set_postfix(self, running: Mapping[str, str], refresh: bool = False) -> None:
+        now = time.monotonic()
+        if self.bar.disable or now - self.last_shown < self.bar.mininterval:
+            return
+        self.last_shown = now
+        where = f"{self.step}/{self.total}" if self.total else str(self.step)
+        self.bar.set_postfix({"batch": where, **running}, refresh=True)
+
+
+def _is_widget_bar(bar: Any) -> bool:
+    return any(cls.__module__ == "tqdm.notebook" for cls in type(bar).__mro__)
 
 
 def train_one_epoch(
@@ -277,18 +318,21 @@ def fit(
     elif resume and verbose:
         print(f"No checkpoint at {checkpoint_path} yet: starting from epoch 1.")
 
+    batches = len(train_loader) if hasattr(train_loader, "__len__") else None
+    bar = tqdm(total=epochs, initial=len(history), desc="epochs", unit="epoch", leave=True,
+               mininterval=BAR_REFRESH_SECONDS, dynamic_ncols=True, disable=not verbose)
+    if not _is_widget_bar(bar):
+        bar.mininterval = TEXT_BAR_REFRESH_SECONDS  # a log keeps every redraw: a few lines per run
     for epoch in range(len(history) + 1, epochs + 1):
         if early_stopping_patience is not None and best_row is not None \
                 and epoch - 1 - best_row["epoch"] >= early_stopping_patience:
             break  # a resumed run that had already stopped early
         started = time.perf_counter()
         learning_rate = optimizer.param_groups[0]["lr"]
-        total = len(train_loader) if hasattr(train_loader, "__len__") else None
-        bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=True,
-                   mininterval=1.0, dynamic_ncols=True, disable=not verbose)
         train_loss, train_accuracy = train_one_epoch(
             model, train_loader, optimizer, loss_fn, device,
-            scaler=scaler, mixed_precision=use_amp, progress_bar=bar, channels_last=channels_last)
+            scaler=scaler, mixed_precision=use_amp, progress_bar=_RunProgress(bar, batches),
+            channels_last=channels_last)
         val_loss, val_accuracy = evaluate_loss_accuracy(model, val_loader, loss_fn, device,
                                                         mixed_precision=use_amp, channels_last=channels_last)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -303,7 +347,7 @@ def fit(
             best_row, best_state = row, _cpu_copy(model)
         bar.set_postfix({"loss": f"{train_loss:.4f}", "acc": f"{train_accuracy:.3f}",
                          "val_loss": f"{val_loss:.4f}", "val_acc": f"{val_accuracy:.3f}"}, refresh=False)
-        bar.close()
+        bar.update(1)
         if checkpoint_path is not None:
             training_state = {"history": history, "best_state": best_state, "best_epoch": best_row["epoch"],
                               "scaler": scaler.state_dict(), "rng": _rng_state(train_loader)}
@@ -313,11 +357,19 @@ def fit(
                 **{field: metadata.get(field) for field in _CHECKPOINT_FIELDS},
             )
         if early_stopping_patience is not None and epoch - best_row["epoch"] >= early_stopping_patience:
+            bar.close()
             if verbose:
                 print(f"Early stopping after epoch {epoch}: no better validation accuracy for "
                       f"{early_stopping_patience} epoch(s).")
             break
 
+    bar.close()
+    if verbose and history and _is_widget_bar(bar):
+        # a saved notebook keeps only the widget's first text (0%): one line says how the run ended
+        last = history[-1]
+        print(f"{len(history)} epoch(s) in {sum(row['seconds'] for row in history):.0f} s; last epoch: "
+              f"loss {last['train_loss']:.4f}, acc {last['train_accuracy']:.3f}, val_loss {last['val_loss']:.4f}, "
+              f"val_acc {last['val_accuracy']:.3f}")
     if best_state is not None:
         model.load_state_dict(best_state)
         if verbose and best_row["epoch"] != len(history):

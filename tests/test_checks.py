@@ -44,6 +44,14 @@ def test_exercise_error_stops_a_notebook_like_an_assert():
         checks.check_padding(lambda kernel_size, dilation=1: 0)
 
 
+def test_exercise_error_shows_its_message_without_a_traceback():
+    with pytest.raises(ExerciseError) as caught:
+        checks.check_padding(lambda kernel_size, dilation=1: 0)
+    shown = caught.value._render_traceback_()  # what IPython/Jupyter shows instead of a traceback
+    assert shown == str(caught.value).splitlines() and shown[0].startswith("❌ For kernel_size=3")
+    assert not any("checks.py" in line or "Traceback" in line for line in shown)
+
+
 # ---------------------------------------------------------------------------------------------- lesson 1
 
 
@@ -366,9 +374,9 @@ def test_check_training_step(capsys):
 
     wrong_answers = [
         (no_zero_grad, "previous batch.*zero_grad"),
-        (zero_grad_too_late, "gradients are empty.*zero_grad after backward"),
+        (zero_grad_too_late, "gradients are empty.*zero_grad\\(\\) between backward and step"),
         (no_step, "did not change: call optimizer.step"),
-        (no_backward, "old gradients only.*loss.backward"),
+        (no_backward, "did not change.*loss.backward"),
         (two_steps, "not by the gradient of this batch"),
         (no_return, "returns None"),
         (returns_accuracy, "returns 0.5.*loss.item"),
@@ -421,3 +429,129 @@ def test_check_held_out_types(capsys):
         checks.check_held_out_types(wrong, source, ["keep_right"])
     with fails("held-out sign type.*'yield'.*no test images"):
         checks.check_held_out_types(_held_out_layout(source), source, ["keep_right", "yield"])
+
+
+# ---------------------------------------------------------------------------------------------- gaps found
+# Typical wrong answers that the checks once passed (or right answers they rejected).
+
+
+def test_check_training_step_accepts_zero_grad_after_step(capsys):
+    def zero_grad_last(model, images, labels, optimizer, loss_fn):
+        loss = loss_fn(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()  # ready for the next batch: as correct as clearing first
+        return loss.item()
+
+    assert "clears old gradients" in passes(capsys, checks.check_training_step, zero_grad_last)
+
+
+def test_check_training_step_rejects_the_loss_tensor():
+    def returns_tensor(model, images, labels, optimizer, loss_fn):
+        optimizer.zero_grad()
+        loss = loss_fn(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    with fails("returns the loss tensor: return loss.item\\(\\)"):
+        checks.check_training_step(returns_tensor)
+
+
+class SoftmaxCNN(ScratchCNN):
+    def forward(self, images):
+        return torch.softmax(super().forward(images), dim=1)
+
+
+def test_check_cnn_rejects_softmax_inside_forward(capsys):
+    with fails("forward returns probabilities.*CrossEntropyLoss applies the softmax itself"):
+        checks.check_cnn(SoftmaxCNN(num_classes=4, channels=(8,)), 4, 32)
+    assert "4 class scores" in passes(capsys, checks.check_cnn, ScratchCNN(num_classes=4, channels=(8,)), 4, 32)
+
+
+class RenamedCNN(nn.Module):
+    """Works, but names its layers differently from the exercise: later cells use model.features etc."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.body = nn.Sequential(conv_block(3, 8))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.dropout = nn.Dropout(0.3)
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, images):
+        return self.head(self.dropout(self.flatten(self.pool(self.body(images)))))
+
+
+def test_check_cnn_rejects_wrong_attribute_names():
+    with fails("no layer named self.features, self.classifier; later cells use these names"):
+        checks.check_cnn(RenamedCNN(4), 4, 32)
+
+
+def test_check_head_says_where_efficientnets_head_is():
+    model = torchvision.models.efficientnet_b0(weights=None)
+    model.fc = nn.Linear(1280, 4)  # the ResNet habit: EfficientNet never calls model.fc
+    with fails("You set model.fc, but this EfficientNet never uses it: its forward ends in model.classifier.1"):
+        checks.check_head(model, 4)
+
+
+def test_check_prediction_function_rejects_a_missing_eval(capsys, tmp_path):
+    from PIL import Image
+
+    from course_utils.transforms import eval_transform
+
+    path = tmp_path / "sign.png"
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(path)
+    transform = eval_transform(mean=(0.5,) * 3, std=(0.5,) * 3, image_size=32)
+    classes = ["a", "b", "c", "d"]
+    torch.manual_seed(0)
+    model = ScratchCNN(num_classes=4, channels=(8,))
+
+    def without_eval(model, path, transform, classes):
+        import pandas as pd
+
+        from course_utils.image_files import load_rgb
+        with torch.no_grad():
+            logits = model(transform(load_rgb(path)).unsqueeze(0))
+        values = torch.softmax(logits, dim=1)[0].numpy()
+        return pd.Series(values, index=classes).sort_values(ascending=False)
+
+    def with_eval(model, path, transform, classes):
+        model.eval()
+        return without_eval(model, path, transform, classes)
+
+    with fails("BatchNorm statistics.*moved.*model.eval\\(\\)"):
+        checks.check_prediction_function(without_eval, model, path, transform, classes)
+    assert "evaluation.predict_image" in passes(
+        capsys, checks.check_prediction_function, with_eval, model, path, transform, classes)
+
+
+def test_check_class_weights(capsys):
+    counts = torch.tensor([100.0, 100.0, 50.0, 50.0, 700.0])
+    classes = ["a", "b", "c", "d", "unknown"]
+    with fails("largest class \\('unknown'\\) gets at least the weight"):
+        checks.check_class_weights(counts / counts.sum(), counts, classes)
+    with fails("right ratios but another scale"):
+        checks.check_class_weights(1 / counts, counts, classes)
+    with fails("one weight per class \\(5\\)"):
+        checks.check_class_weights(torch.ones(4), counts, classes)
+    right = counts.sum() / (len(counts) * counts)
+    assert "'unknown', the largest class" in passes(capsys, checks.check_class_weights, right, counts, classes)
+
+
+def test_check_train_siblings(capsys):
+    from course_utils.splits import test_images_with_train_sibling
+
+    def counts_tracks(split):
+        return len({s.group for s in split.test} & {s.group for s in split.train})
+
+    def counts_val_too(split):
+        seen = {s.group for s in split.train + split.val}
+        return sum(s.group in seen for s in split.test)
+
+    with fails("counts tracks, not images"):
+        checks.check_train_siblings(counts_tracks)
+    with fails("only in val"):
+        checks.check_train_siblings(counts_val_too)
+    assert "counts the test images" in passes(capsys, checks.check_train_siblings, test_images_with_train_sibling)

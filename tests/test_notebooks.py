@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import io
 import json
@@ -96,6 +97,38 @@ def test_student_version_numbers_exercises_and_names_them():
     assert 'NotImplementedError("Exercise 3: Head")' in sources[5]
     # a region in a later cell belongs to the latest exercise above it
     assert sources[6] == '# YOUR CODE HERE\nraise NotImplementedError("Exercise 3: Head")\n'
+
+
+def test_a_reference_line_lets_the_student_skip_the_exercise():
+    source = ("# Exercise 1: Same padding\n"
+              "def same_padding(kernel_size):\n"
+              "    ### BEGIN SOLUTION\n"
+              "    # Reference: same_padding = models.same_padding\n"
+              "    return kernel_size // 2\n"
+              "    ### END SOLUTION\n"
+              "\n"
+              "# Exercise 2: Channels\n"
+              "### BEGIN SOLUTION\n"
+              "# Reference: channels = models.CHANNELS\n"
+              "channels = 3\n"
+              "### END SOLUTION\n"
+              "print(channels)\n")
+    student = student_version(lesson_notebook(source))
+    code = student.cells[4].source
+    compile(code, "<stub>", "exec")
+    assert "# Reference" not in code and "return kernel_size // 2" not in code
+    raises = [line for line in code.splitlines() if "raise NotImplementedError(" in line]
+    messages = [ast.literal_eval(line.strip()[len("raise NotImplementedError("):-1]) for line in raises]
+    assert raises[0].startswith("    ") and not raises[1].startswith(" ")
+    assert messages[0].startswith("Exercise 1: Same padding: not done yet.")
+    assert "whole def/class" in messages[0] and messages[0].endswith("\nsame_padding = models.same_padding")
+    assert "replace this raise line" in messages[1] and messages[1].endswith("\nchannels = models.CHANNELS")
+    # following the second message: the rest of the cell runs
+    skipped = code.replace(raises[1], "channels = 3")
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        exec(compile(skipped, "<skipped>", "exec"), {})
+    assert printed.getvalue() == "3\n"
 
 
 def test_student_version_clears_outputs_and_keeps_everything_else():

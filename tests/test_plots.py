@@ -312,3 +312,16 @@ def test_comparison_has_one_panel_per_metric_with_formatted_labels():
     assert figure.axes[2].get_yscale() == "log"
     frame = pd.DataFrame({"approach": ["a", "b"], "test_accuracy": [0.5, 0.6]})
     assert len(plots.plot_comparison(frame).axes[0].patches) == 2
+
+
+def test_score_histogram_keeps_the_score_name_and_its_legend_off_the_bars():
+    from course_utils.plots import plot_score_histograms
+
+    figure = plot_score_histograms(np.linspace(0.5, 1, 50), np.linspace(0, 0.6, 30), threshold=0.7,
+                                   score_name="1 - P(unknown) (five-class model)")
+    ax = figure.axes[0]
+    assert ax.get_title() == "1 - P(unknown) (five-class model): known vs unknown"
+    figure.canvas.draw()
+    legend_box = ax.get_legend().get_window_extent()
+    assert legend_box.y1 <= ax.get_window_extent().y0  # below the axes: it hides no bar
+    plt.close(figure)

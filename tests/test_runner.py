@@ -161,3 +161,14 @@ def test_report_lists_key_metrics_and_escapes_text(tmp_path):
     assert "| 02_b | skipped | offline |" in text
     assert "Profile offline; parameters: EPOCHS=1" in text
     assert "x | y &lt;b&gt;" in page.read_text()
+
+
+def test_the_kernels_start_up_log_stays_out_of_the_output(tmp_path, monkeypatch, capfd):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    solutions = tmp_path / "solutions"
+    write_lesson(solutions, "01_good")
+    results = run_lessons(profile="smoke", parameters={}, output_dir=tmp_path / "out", solutions_dir=solutions,
+                          verbose=False)
+    assert results[0].status == "passed"
+    captured = capfd.readouterr()
+    assert "IPKernelApp" not in captured.out + captured.err  # e.g. "WARNING | Kernel is running over TCP"

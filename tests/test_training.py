@@ -183,3 +183,24 @@ def test_frozen_batchnorm_keeps_its_running_statistics():
     trainable = [p for p in model.parameters() if p.requires_grad]
     fit(model, train, val, epochs=2, optimizer=torch.optim.SGD(trainable, lr=0.1), verbose=False)
     assert torch.all(model[1].running_mean == 0.25)
+
+
+def test_one_progress_bar_per_run_with_the_metrics_beside_it(capsys):
+    model = tiny_model()
+    train, val = loaders()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.3)
+    history = fit(model, train, val, epochs=6, optimizer=optimizer)
+    shown = capsys.readouterr().err
+    lines = [line for line in shown.replace("\r", "\n").splitlines() if line.strip()]
+    assert all(line.startswith("epochs:") for line in lines)  # no bar per epoch ("epoch 1/6")
+    assert 1 <= len(lines) <= 3  # a text bar (logs, stored outputs) redraws a few times per run, not per batch
+    last = lines[-1]
+    assert "6/6" in last
+    assert f"val_acc={history['val_accuracy'].iloc[-1]:.3f}" in last and "val_loss=" in last
+
+
+def test_the_training_step_reference_updates_and_returns_a_number():
+    from course_utils.checks import check_training_step
+    from course_utils.training import train_step
+
+    check_training_step(train_step)  # raises ExerciseError if the package's own answer were wrong
