@@ -5,6 +5,9 @@
 # Both create .venv and install the course into it the first time.
 
 PYTHON ?= python3
+# PyTorch's CPU threads wait passively for each other: spinning stalls every operation on a busy 2-core machine
+# (see course_tools/runner.py, CPU_WAIT_POLICY).
+export OMP_WAIT_POLICY ?= PASSIVE
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed

@@ -86,14 +86,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--last-blocks", default=str(LAST_BLOCKS),
+                        help=f"blocks of the body that train besides the head, or 'all' (default: {LAST_BLOCKS})")
     args = parser.parse_args()
+    last_blocks = None if args.last_blocks == "all" else int(args.last_blocks)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     backbone, info = load_backbone("efficientnet_lite0", verbose=False)
-    start = unfreeze(replace_head(backbone, CLASSES), last_blocks=LAST_BLOCKS)
+    start = unfreeze(replace_head(backbone, CLASSES), last_blocks=last_blocks)
     train_set, val_set = tinted_noise(TRAIN_IMAGES, 1), tinted_noise(VAL_IMAGES, 2)
-    print(f"EfficientNet-Lite0 ({info.weights}), head + last {LAST_BLOCKS} blocks, {IMAGE_SIZE} px, batch "
+    trained = "the whole body" if last_blocks is None else f"the last {last_blocks} blocks"
+    print(f"EfficientNet-Lite0 ({info.weights}), head + {trained}, {IMAGE_SIZE} px, batch "
           f"{BATCH_SIZE}, {TRAIN_IMAGES} training + {VAL_IMAGES} validation images, {torch.get_num_threads()} "
           f"threads; median of {args.rounds} alternating rounds")
     runners = {"fit": with_fit, "plain loop": plain_loop, "fit contiguous": with_fit_contiguous}

@@ -289,6 +289,9 @@ def _set_up_course(repository="{repository}", ref="{ref}", version="{version}"):
         def _render_traceback_(self):  # Jupyter shows this line instead of a traceback
             return [f"SetUpFailed: {{self}}"]
 
+    # PyTorch's CPU threads spin while they wait for each other; on a busy laptop a descheduled thread then
+    # stalls its partner at every operation. Passive waiting avoids that; it only works before torch is imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     on_colab = "google.colab" in sys.modules
     # The course's rule for "are we on Kaggle" is course_utils.config.on_kaggle(); this cell runs before the
     # package is installed, so it repeats the same condition.

@@ -13,6 +13,9 @@ from typing import NamedTuple
 
 import nbformat
 import pytest
+
+# Before any test module imports torch: PyTorch's CPU threads wait passively (see runner.CPU_WAIT_POLICY).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from nbformat.v4 import new_notebook
 from PIL import Image
 

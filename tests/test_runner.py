@@ -36,7 +36,8 @@ WRITE_METRICS = (
     "import json, os, pathlib\n"
     "metrics = {'profile': PROFILE, 'dataset': 'synthetic-signs', 'arch': 'tiny', 'epochs': EPOCHS,\n"
     "           'test_accuracy': 0.5 + EPOCHS / 100, 'learning_rate': LEARNING_RATE, 'freeze': FREEZE,\n"
-    "           'seconds': 1.5, 'environment_profile': os.environ.get('COURSE_PROFILE')}\n"
+    "           'seconds': 1.5, 'environment_profile': os.environ.get('COURSE_PROFILE'),\n"
+    "           'wait_policy': os.environ.get('OMP_WAIT_POLICY')}\n"
     "pathlib.Path(OUTPUT_DIR, 'metrics.json').write_text(json.dumps(metrics))"
 )
 
@@ -172,3 +173,17 @@ def test_the_kernels_start_up_log_stays_out_of_the_output(tmp_path, monkeypatch,
     assert results[0].status == "passed"
     captured = capfd.readouterr()
     assert "IPKernelApp" not in captured.out + captured.err  # e.g. "WARNING | Kernel is running over TCP"
+
+
+@pytest.mark.notebooks
+def test_the_kernels_threads_wait_passively_unless_the_user_chose(tmp_path, monkeypatch):
+    solutions = tmp_path / "solutions"
+    write_lesson(solutions, "01_good")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    run_lessons(profile="smoke", parameters={}, output_dir=tmp_path / "default", solutions_dir=solutions,
+                verbose=False)
+    assert json.loads((tmp_path / "default" / "01_good" / "metrics.json").read_text())["wait_policy"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    run_lessons(profile="smoke", parameters={}, output_dir=tmp_path / "chosen", solutions_dir=solutions,
+                verbose=False)
+    assert json.loads((tmp_path / "chosen" / "01_good" / "metrics.json").read_text())["wait_policy"] == "ACTIVE"
