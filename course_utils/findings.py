@@ -31,7 +31,9 @@ __all__ = [
     "accuracy_interval",
     "bootstrap_weights",
     "clear",
+    "auroc_interval",
     "compare_accuracy",
+    "compare_independent",
     "compare_auroc",
     "compare_to_value",
     "print_accuracy",
@@ -246,6 +248,27 @@ def compare_to_value(name: str, correct: Any, groups: Sequence[Any], value: floa
                             resamples=resamples, verbose=verbose)
 
 
+def compare_independent(name: str, correct_a: Any, groups_a: Sequence[Any], correct_b: Any,
+                        groups_b: Sequence[Any], *, labels: tuple[str, str] = ("A", "B"), margin: float = 0.0,
+                        claim: str | None = None, seed: int = 0, resamples: int = _RESAMPLES,
+                        verbose: bool = True) -> Finding:
+    """Like :func:`compare_accuracy`, for two shares measured on **different** images (e.g. two splits).
+
+    Each side is resampled by its own groups, independently; with no pairing to lean on, the interval is
+    wider than a paired one would be. ``correct_*`` may be any 0/1 flags (e.g. "called unknown").
+    """
+    a, b = _as_array(correct_a, "correct_a"), _as_array(correct_b, "correct_b")
+    _group_codes(groups_a, a.size)
+    _group_codes(groups_b, b.size)
+    share_a = np.concatenate([w @ a / w.sum(axis=1) for w in bootstrap_weights(groups_a, resamples=resamples,
+                                                                              seed=seed)])
+    share_b = np.concatenate([w @ b / w.sum(axis=1) for w in bootstrap_weights(groups_b, resamples=resamples,
+                                                                              seed=seed + 1)])
+    finding = _finding(name, claim, "accuracy", labels, (a.mean(), b.mean()), share_a - share_b, margin,
+                       [*map(str, groups_a), *(f"b:{group}" for group in groups_b)])
+    return _conclude(finding, verbose)
+
+
 def _weighted_auroc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """AUROC of ``scores`` (higher: positive) for each row of image ``weights``; ties count one half."""
     unique, inverse = np.unique(scores, return_inverse=True)
@@ -283,6 +306,18 @@ def compare_auroc(name: str, scores_a: Any, scores_b: Any, is_positive: Any, gro
                                   for w in bootstrap_weights(groups, resamples=resamples, seed=seed)])
     differences = differences[np.isfinite(differences)]
     return _conclude(_finding(name, claim, "AUROC", labels, values, differences, margin, groups), verbose)
+
+
+def auroc_interval(scores: Any, is_positive: Any, groups: Sequence[Any], *, seed: int = 0,
+                   resamples: int = _RESAMPLES) -> tuple[float, float, float]:
+    """``(auroc, low, high)``: the AUROC of ``scores`` (higher: positive) and its 95% group-bootstrap interval."""
+    values = _as_array(scores, "scores")
+    positive = _as_array(is_positive, "is_positive").astype(bool)
+    _group_codes(groups, values.size)
+    auroc = float(_weighted_auroc(values, positive, np.ones((1, values.size)))[0])
+    resampled = np.concatenate([_weighted_auroc(values, positive, w)
+                                for w in bootstrap_weights(groups, resamples=resamples, seed=seed)])
+    return (auroc, *_interval(resampled[np.isfinite(resampled)]))
 
 
 def records() -> list[dict[str, Any]]:

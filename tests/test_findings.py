@@ -114,3 +114,14 @@ def test_accuracy_interval_and_bad_input(capsys):
         findings.accuracy_interval(correct, groups[:-1])
     with pytest.raises(ValueError, match="same test images"):
         findings.compare_accuracy("bad", correct, correct[:-1], groups)
+
+
+def test_independent_shares_and_auroc_interval():
+    seen = np.repeat([1, 1, 1, 0], 10)
+    held_out = np.repeat([1, 0, 0, 0], 10)
+    finding = findings.compare_independent("caught", seen, _tracks(4, 10), held_out, [f"h{i // 2}" for i in range(40)],
+                                           labels=("seen", "held out"), verbose=False)
+    assert finding.difference == pytest.approx(0.5) and finding.groups == 24
+    positive = np.array([True] * 30 + [False] * 30)
+    auroc, low, high = findings.auroc_interval(np.where(positive, 0.9, 0.1), positive, [str(i) for i in range(60)])
+    assert auroc == 1.0 and low == 1.0 and high == 1.0
