@@ -16,10 +16,12 @@ them for ``metrics.json`` (key ``"findings"``).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,8 @@ __all__ = [
     "accuracy_interval",
     "bootstrap_weights",
     "clear",
+    "load_outcomes",
+    "save_outcomes",
     "auroc_interval",
     "compare_accuracy",
     "compare_independent",
@@ -40,6 +44,9 @@ __all__ = [
     "records",
     "strict",
 ]
+
+#: File in a lesson's output folder with its per-image test results (read by the next lesson's comparison).
+OUTCOMES_FILE = "test_outcomes.json"
 
 #: Set this environment variable to ``1`` to make a finding that does not hold raise :class:`FindingError`.
 STRICT_VARIABLE = "COURSE_STRICT_FINDINGS"
@@ -318,6 +325,37 @@ def auroc_interval(scores: Any, is_positive: Any, groups: Sequence[Any], *, seed
     resampled = np.concatenate([_weighted_auroc(values, positive, w)
                                 for w in bootstrap_weights(groups, resamples=resamples, seed=seed)])
     return (auroc, *_interval(resampled[np.isfinite(resampled)]))
+
+
+def _image_key(sample: Any) -> str:
+    return f"{sample.group}|{Path(sample.path).name}"
+
+
+def save_outcomes(output_dir: str | os.PathLike[str], samples: Sequence[Any], correct: Any) -> Path:
+    """Write which test images a model got right (``test_outcomes.json``), so a later lesson can pair them."""
+    from course_utils.files import write_json_atomic
+
+    flags = _as_array(correct, "correct")
+    if flags.size != len(samples):
+        raise ValueError(f"{flags.size} results for {len(samples)} test samples: give one per sample.")
+    return write_json_atomic(Path(output_dir) / OUTCOMES_FILE,
+                             {"images": [_image_key(sample) for sample in samples],
+                              "correct": [int(flag) for flag in flags]})
+
+
+def load_outcomes(output_dir: str | os.PathLike[str], samples: Sequence[Any]) -> np.ndarray | None:
+    """The 0/1 results saved by :func:`save_outcomes` for exactly these ``samples``, else None (missing file,
+    or other test images: then the comparison must be computed afresh)."""
+    path = Path(output_dir) / OUTCOMES_FILE
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if saved.get("images") != [_image_key(sample) for sample in samples]:
+        return None
+    return np.asarray(saved["correct"], dtype=float)
 
 
 def records() -> list[dict[str, Any]]:

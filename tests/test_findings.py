@@ -125,3 +125,12 @@ def test_independent_shares_and_auroc_interval():
     positive = np.array([True] * 30 + [False] * 30)
     auroc, low, high = findings.auroc_interval(np.where(positive, 0.9, 0.1), positive, [str(i) for i in range(60)])
     assert auroc == 1.0 and low == 1.0 and high == 1.0
+
+
+def test_outcomes_round_trip_only_for_the_same_images(tmp_path):
+    from course_utils.samples import Sample
+    samples = [Sample(tmp_path / f"0000{i}_00000.png", 0, f"stop/0000{i}") for i in range(3)]
+    findings.save_outcomes(tmp_path, samples, [1, 0, 1])
+    assert findings.load_outcomes(tmp_path, samples).tolist() == [1.0, 0.0, 1.0]
+    assert findings.load_outcomes(tmp_path, samples[:2]) is None
+    assert findings.load_outcomes(tmp_path / "missing", samples) is None
