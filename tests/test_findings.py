@@ -30,7 +30,8 @@ def test_a_clear_win_holds_and_is_recorded(capsys):
     line = capsys.readouterr().out
     assert "good 100.0% vs coin 50.0%" in line and "held" in line and "NOT" not in line
     (record,) = findings.records()
-    assert {"name", "held", "difference", "ci_low", "ci_high", "value_a", "value_b", "label_a", "label_b"} <= set(record)
+    expected = {"name", "held", "difference", "ci_low", "ci_high", "value_a", "value_b", "label_a", "label_b"}
+    assert expected <= set(record)
     assert record["held"] is True and record["name"] == "clear"
 
 
