@@ -11,7 +11,8 @@ evidence and give an interval that is far too narrow.
 A finding *holds* when the whole interval lies above the claimed margin. When it does not, the lesson prints
 why that may be and goes on; with ``COURSE_STRICT_FINDINGS=1`` (the course's own claims run, on the data it
 vouches for) it raises :class:`FindingError` instead. Every finding is recorded, and :func:`records` returns
-them for ``metrics.json`` (key ``"findings"``).
+them for ``metrics.json`` (key ``"findings"``). A finding made with ``headline=False`` is an observation the
+course does not vouch for on its reference data: it is reported the same way but never raises.
 """
 
 from __future__ import annotations
@@ -82,10 +83,11 @@ class Finding:
     held: bool
     images: int
     groups: int
+    headline: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         """The finding as plain JSON values (for ``metrics.json``)."""
-        return {key: (bool(value) if key == "held" else value) for key, value in asdict(self).items()}
+        return {key: (bool(value) if key in ("held", "headline") else value) for key, value in asdict(self).items()}
 
     def line(self) -> str:
         """One line: both values, the difference, its interval and the verdict."""
@@ -199,13 +201,13 @@ def _conclude(finding: Finding, verbose: bool) -> Finding:
             else:
                 print("   The claim did not hold on this run.")
             print(f"   Likely reasons: {_reasons(finding)}. The lesson goes on.")
-    if not finding.held and strict():
+    if not finding.held and finding.headline and strict():
         raise FindingError(f"{finding.line()} ({STRICT_VARIABLE}=1)")
     return finding
 
 
 def _finding(name: str, claim: str | None, metric: str, labels: tuple[str, str], values: tuple[float, float],
-             resampled: np.ndarray, margin: float, groups: Sequence[Any]) -> Finding:
+             resampled: np.ndarray, margin: float, groups: Sequence[Any], headline: bool = True) -> Finding:
     low, high = _interval(resampled)
     difference = values[0] - values[1]
     for value in (*values, difference, low, high):
@@ -214,12 +216,14 @@ def _finding(name: str, claim: str | None, metric: str, labels: tuple[str, str],
     return Finding(name=name, claim=claim or f"{labels[0]} beats {labels[1]}", metric=metric,
                    label_a=labels[0], label_b=labels[1], value_a=float(values[0]), value_b=float(values[1]),
                    difference=float(difference), ci_low=low, ci_high=high, margin=float(margin),
-                   held=bool(low > margin), images=len(groups), groups=len(set(map(str, groups))))
+                   held=bool(low > margin), images=len(groups), groups=len(set(map(str, groups))),
+                   headline=bool(headline))
 
 
 def compare_accuracy(name: str, correct_a: Any, correct_b: Any, groups: Sequence[Any], *,
                      labels: tuple[str, str] = ("A", "B"), margin: float = 0.0, claim: str | None = None,
-                     seed: int = 0, resamples: int = _RESAMPLES, verbose: bool = True) -> Finding:
+                     seed: int = 0, resamples: int = _RESAMPLES, verbose: bool = True,
+                     headline: bool = True) -> Finding:
     """The finding "``labels[0]`` is more accurate than ``labels[1]`` by more than ``margin``".
 
     ``correct_a`` and ``correct_b`` hold one 0/1 per test image, for the **same** images in the same order;
@@ -233,14 +237,14 @@ def compare_accuracy(name: str, correct_a: Any, correct_b: Any, groups: Sequence
     _group_codes(groups, a.size)
     resampled = np.concatenate([weights @ (a - b) / weights.sum(axis=1)
                                 for weights in bootstrap_weights(groups, resamples=resamples, seed=seed)])
-    return _conclude(_finding(name, claim, "accuracy", labels, (a.mean(), b.mean()), resampled, margin, groups),
-                     verbose)
+    return _conclude(_finding(name, claim, "accuracy", labels, (a.mean(), b.mean()), resampled, margin, groups,
+                              headline), verbose)
 
 
 def compare_to_value(name: str, correct: Any, groups: Sequence[Any], value: float, *,
                      labels: tuple[str, str] = ("model", "reference"), below: bool = False,
                      margin: float = 0.0, claim: str | None = None, seed: int = 0,
-                     resamples: int = _RESAMPLES, verbose: bool = True) -> Finding:
+                     resamples: int = _RESAMPLES, verbose: bool = True, headline: bool = True) -> Finding:
     """The finding "the accuracy of ``correct`` exceeds the fixed ``value`` (e.g. chance) by more than ``margin``".
 
     With ``below=True`` the claim is the opposite: the accuracy stays below ``value`` by more than ``margin``
@@ -250,15 +254,15 @@ def compare_to_value(name: str, correct: Any, groups: Sequence[Any], value: floa
     fixed = np.full_like(correct, float(value))
     if below:
         return compare_accuracy(name, fixed, correct, groups, labels=(labels[1], labels[0]), margin=margin,
-                                claim=claim, seed=seed, resamples=resamples, verbose=verbose)
+                                claim=claim, seed=seed, resamples=resamples, verbose=verbose, headline=headline)
     return compare_accuracy(name, correct, fixed, groups, labels=labels, margin=margin, claim=claim, seed=seed,
-                            resamples=resamples, verbose=verbose)
+                            resamples=resamples, verbose=verbose, headline=headline)
 
 
 def compare_independent(name: str, correct_a: Any, groups_a: Sequence[Any], correct_b: Any,
                         groups_b: Sequence[Any], *, labels: tuple[str, str] = ("A", "B"), margin: float = 0.0,
                         claim: str | None = None, seed: int = 0, resamples: int = _RESAMPLES,
-                        verbose: bool = True) -> Finding:
+                        verbose: bool = True, headline: bool = True) -> Finding:
     """Like :func:`compare_accuracy`, for two shares measured on **different** images (e.g. two splits).
 
     Each side is resampled by its own groups, independently; with no pairing to lean on, the interval is
@@ -272,7 +276,7 @@ def compare_independent(name: str, correct_a: Any, groups_a: Sequence[Any], corr
     share_b = np.concatenate([w @ b / w.sum(axis=1) for w in bootstrap_weights(groups_b, resamples=resamples,
                                                                               seed=seed + 1)])
     finding = _finding(name, claim, "accuracy", labels, (a.mean(), b.mean()), share_a - share_b, margin,
-                       [*map(str, groups_a), *(f"b:{group}" for group in groups_b)])
+                       [*map(str, groups_a), *(f"b:{group}" for group in groups_b)], headline)
     return _conclude(finding, verbose)
 
 
@@ -294,7 +298,8 @@ def _weighted_auroc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarra
 
 def compare_auroc(name: str, scores_a: Any, scores_b: Any, is_positive: Any, groups: Sequence[Any], *,
                   labels: tuple[str, str] = ("A", "B"), margin: float = 0.0, claim: str | None = None,
-                  seed: int = 0, resamples: int = _RESAMPLES, verbose: bool = True) -> Finding:
+                  seed: int = 0, resamples: int = _RESAMPLES, verbose: bool = True,
+                  headline: bool = True) -> Finding:
     """The finding "score A separates positives from negatives better than score B" (AUROC, higher is better).
 
     Both scores are for the same images (higher: more likely positive); ``is_positive`` marks the positives.
@@ -312,7 +317,8 @@ def compare_auroc(name: str, scores_a: Any, scores_b: Any, is_positive: Any, gro
     differences = np.concatenate([_weighted_auroc(a, positive, w) - _weighted_auroc(b, positive, w)
                                   for w in bootstrap_weights(groups, resamples=resamples, seed=seed)])
     differences = differences[np.isfinite(differences)]
-    return _conclude(_finding(name, claim, "AUROC", labels, values, differences, margin, groups), verbose)
+    return _conclude(_finding(name, claim, "AUROC", labels, values, differences, margin, groups, headline),
+                     verbose)
 
 
 def auroc_interval(scores: Any, is_positive: Any, groups: Sequence[Any], *, seed: int = 0,

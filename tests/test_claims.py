@@ -67,3 +67,11 @@ def test_report_lists_each_lessons_findings_under_its_row(tmp_path):
     assert lines[row + 3].startswith("| 04_unknown_class |")
     html = page.read_text()
     assert html.count('<tr class="finding">') == 2 and "held: NO" in html
+
+
+def test_an_observation_that_did_not_hold_is_shown_but_does_not_fail_the_run(tmp_path):
+    from course_utils.config import LESSONS
+    for lesson in LESSONS:
+        _lesson(tmp_path / "seed-0", lesson, [dict(NOT_HELD, headline=False)])
+    assert claims.finding_cells(dict(NOT_HELD, headline=False))[-1] == "no (observation)"
+    assert claims.main([str(tmp_path), str(tmp_path / "claims.md")]) == 0

@@ -135,3 +135,11 @@ def test_outcomes_round_trip_only_for_the_same_images(tmp_path):
     assert findings.load_outcomes(tmp_path, samples).tolist() == [1.0, 0.0, 1.0]
     assert findings.load_outcomes(tmp_path, samples[:2]) is None
     assert findings.load_outcomes(tmp_path / "missing", samples) is None
+
+
+def test_strict_mode_spares_findings_that_are_not_headline(monkeypatch):
+    monkeypatch.setenv(findings.STRICT_VARIABLE, "1")
+    groups = _tracks(10, 2)
+    finding = findings.compare_accuracy("observation", np.zeros(20), np.ones(20), groups, headline=False,
+                                        verbose=False)
+    assert not finding.held and findings.records()[0]["headline"] is False
