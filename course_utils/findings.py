@@ -41,6 +41,7 @@ __all__ = [
     "compare_independent",
     "compare_auroc",
     "compare_to_value",
+    "expect",
     "print_accuracy",
     "records",
     "strict",
@@ -362,6 +363,20 @@ def load_outcomes(output_dir: str | os.PathLike[str], samples: Sequence[Any]) ->
     if saved.get("images") != [_image_key(sample) for sample in samples]:
         return None
     return np.asarray(saved["correct"], dtype=float)
+
+
+def expect(condition: bool, claim: str, detail: str = "") -> bool:
+    """A single-example demonstration the prose relies on (e.g. "the drawn stop sign is called stop").
+
+    It has no interval and is not recorded: it prints a notice when it does not hold, and the lesson goes on
+    (with ``COURSE_STRICT_FINDINGS=1`` it raises :class:`FindingError`). Returns ``condition``.
+    """
+    if not condition:
+        print(f"ℹ️ Not on this run: {claim}{f' ({detail})' if detail else ''}. The text below describes the "
+              "course's reference data; on other data, few epochs or another backbone it can come out otherwise.")
+        if strict():
+            raise FindingError(f"{claim}: NOT held{f' ({detail})' if detail else ''} ({STRICT_VARIABLE}=1)")
+    return bool(condition)
 
 
 def records() -> list[dict[str, Any]]:

@@ -143,3 +143,12 @@ def test_strict_mode_spares_findings_that_are_not_headline(monkeypatch):
     finding = findings.compare_accuracy("observation", np.zeros(20), np.ones(20), groups, headline=False,
                                         verbose=False)
     assert not finding.held and findings.records()[0]["headline"] is False
+
+
+def test_expect_prints_a_notice_and_raises_only_in_strict_mode(capsys, monkeypatch):
+    assert findings.expect(True, "fine") is True and capsys.readouterr().out == ""
+    assert findings.expect(False, "the stop sign is called stop", "called give_way") is False
+    assert "Not on this run: the stop sign is called stop (called give_way)" in capsys.readouterr().out
+    monkeypatch.setenv(findings.STRICT_VARIABLE, "1")
+    with pytest.raises(findings.FindingError, match="called give_way"):
+        findings.expect(False, "the stop sign is called stop", "called give_way")
