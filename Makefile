@@ -2,6 +2,7 @@
 #   make run    runs the whole course (offline profile, CPU) and writes build/
 #   make test   runs the whole test suite (each solution notebook executes once)
 #   make unit   the tests that execute no notebook
+#   make claims runs every lesson (offline) for seeds $(SEEDS) with strict findings and writes build/claims.md
 # Both create .venv and install the course into it the first time.
 
 PYTHON ?= python3
@@ -12,7 +13,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit solutions build check lint benchmark clean
+.PHONY: run test claims unit solutions build check lint benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +27,18 @@ run: $(STAMP)
 test: $(STAMP)
 	COURSE_PROFILE=smoke COURSE_DATA_DIR=$(CURDIR)/build/test-data COURSE_OUTPUT_DIR=$(CURDIR)/build/test-outputs \
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests -p no:cacheprovider
+
+# The claims run: every lesson's verdicts on the course's reference data (offline profile), one `course run` per
+# seed with COURSE_STRICT_FINDINGS=1, then one table of all findings. Fails when a finding did not hold.
+SEEDS ?= 0 1 2 3 4
+claims: $(STAMP)
+	rm -rf build/claims
+	status=0; for seed in $(SEEDS); do \
+	  COURSE_STRICT_FINDINGS=1 $(BIN)/course run --profile offline --output build/claims/seed-$$seed \
+	    -p SEED $$seed || status=1; \
+	done; \
+	$(BIN)/python -m course_tools.claims build/claims build/claims.md || status=1; \
+	exit $$status
 
 # Everything but the tests marked `notebooks` (those execute notebooks): seconds, not minutes.
 unit: $(STAMP)

@@ -32,8 +32,8 @@ from course_utils.results import METRICS_FILE, read_metrics
 
 __all__ = ["CPU_WAIT_POLICY", "INTERRUPTED_EXIT_CODE", "KERNEL_QUIET_ARGUMENTS", "PATH_PARAMETERS", "REPORT_COLUMNS",
            "RESERVED_PARAMETERS", "LessonResult", "LessonSelectionError", "absolute_paths", "available_lessons",
-           "convert_value", "export_html", "key_metrics", "lesson_parameters", "report_rows", "require_solutions_dir",
-           "resolve_lesson", "run_lesson", "run_lessons", "write_report"]
+           "convert_value", "export_html", "finding_lines", "key_metrics", "lesson_parameters", "report_rows",
+           "require_solutions_dir", "resolve_lesson", "run_lesson", "run_lessons", "write_report"]
 
 #: Parameters that ``run_lessons`` sets itself (from ``profile`` and ``output_dir``).
 RESERVED_PARAMETERS = ("PROFILE", "OUTPUT_DIR")
@@ -416,9 +416,21 @@ def report_rows(results: Sequence[LessonResult], profile: str | None) -> list[tu
     ]
 
 
+def finding_lines(metrics: dict[str, Any]) -> list[str]:
+    """One line per finding a lesson recorded: verdict, both numbers, the difference with its interval, held."""
+    from course_tools.claims import finding_cells
+
+    lines = []
+    for record in metrics.get("findings") or []:
+        claim, values, difference, held = finding_cells(record)
+        lines.append(f"{claim}: {values}; difference {difference}; held: {held}")
+    return lines
+
+
 def write_report(results: Sequence[LessonResult], output_dir: str | Path, *, profile: str | None,
                  parameters: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` (one row per lesson, then the failures) to ``output_dir``."""
+    """Write ``report.md`` and ``report.html`` (one row per lesson, its findings below it, then the failures)
+    to ``output_dir``."""
     output_dir = Path(output_dir)
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     settings = ", ".join(f"{name}={value!r}" for name, value in parameters.items()) or "none"
@@ -433,7 +445,11 @@ def write_report(results: Sequence[LessonResult], output_dir: str | Path, *, pro
 
     lines = [f"# {title}", "", intro, "", "| " + " | ".join(REPORT_COLUMNS) + " |",
              "|" + "---|" * len(REPORT_COLUMNS)]
-    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    for result, row in zip(results, rows, strict=True):
+        lines.append("| " + " | ".join(cell(value) for value in row) + " |")
+        empty = [""] * (len(REPORT_COLUMNS) - 3)
+        lines += ["| " + " | ".join(["", "finding", *empty[:-1], cell(text), ""]) + " |"
+                  for text in finding_lines(result.metrics)]
     if failures:
         lines += ["", "## Problems", ""] + [f"- {r.error}" for r in failures]
     lines += ["", "Executed notebooks: `<lesson>/<lesson>.ipynb` (HTML beside them)."]
@@ -448,6 +464,8 @@ def write_report(results: Sequence[LessonResult], output_dir: str | Path, *, pro
     body = "".join(
         f'<tr class="{html.escape(r.status)}"><td>{link(r)}</td>'
         + "".join(f"<td>{html.escape(value)}</td>" for value in row[1:]) + "</tr>\n"
+        + "".join(f'<tr class="finding"><td></td><td>finding</td><td colspan="{len(REPORT_COLUMNS) - 2}">'
+                  f"{html.escape(text)}</td></tr>\n" for text in finding_lines(r.metrics))
         for r, row in zip(results, rows, strict=True)
     )
     problems = "".join(f"<li>{html.escape(r.error or '')}</li>" for r in failures)

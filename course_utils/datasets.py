@@ -309,8 +309,8 @@ def oxford_pet_samples(root: str | Path, *, target: str = "breed", download: boo
 
 
 def load_dataset(name: str | Path, data_dir: str | Path | None = None, *, profile: str, seed: int = 0,
-                 classes: Sequence[str] | str | None = None, val_fraction: float = 0.15,
-                 test_fraction: float = 0.15, group_aware: bool = True, tracks_per_class: int | None = None,
+                 classes: Sequence[str] | str | None = None, val_fraction: float | None = None,
+                 test_fraction: float | None = None, group_aware: bool = True, tracks_per_class: int | None = None,
                  frames_per_track: int | None = None, download: bool | None = None, verbose: bool = True):
     """Load a data set by name (or folder path) and split it into train/val/test.
 
@@ -320,9 +320,12 @@ def load_dataset(name: str | Path, data_dir: str | Path | None = None, *, profil
     for the sign data sets and every class otherwise; ``"all"`` gives every class; a list picks classes.
     Data sets that bring their own test set (GTSRB, pets) keep it and carve validation from training.
     Downloads happen only when ``download`` is True (default: only in the ``full`` profile).
+    ``val_fraction``/``test_fraction`` default to the profile's (``offline`` keeps many tracks for testing).
     ``data_dir`` defaults to :func:`course_utils.config.default_data_dir`.
     """
     defaults = config.profile_defaults(profile)  # also rejects an unknown profile
+    val_fraction = defaults.get("val_fraction", 0.15) if val_fraction is None else val_fraction
+    test_fraction = defaults.get("test_fraction", 0.15) if test_fraction is None else test_fraction
     data_dir = Path(data_dir) if data_dir is not None else config.default_data_dir()
     download = profile == "full" if download is None else download
     options = {"seed": seed, "group_aware": group_aware}

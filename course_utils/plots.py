@@ -518,11 +518,14 @@ def _metric_label(metric: str, value: float) -> str:
 
 
 def plot_comparison(results: pd.DataFrame | Mapping[str, Mapping[str, float]], *,
-                    metrics: Sequence[str] | None = None, title: str = "Comparison") -> Figure:
+                    metrics: Sequence[str] | None = None, title: str = "Comparison",
+                    intervals: Mapping[str, Sequence[tuple[float, float] | None]] | None = None) -> Figure:
     """One bar chart per metric comparing approaches (e.g. accuracy, seconds, trainable parameters).
 
     ``results`` is a DataFrame with one row per approach (index, or an ``approach`` column) or a dict
     ``{approach: {metric: value}}``. Parameter counts spanning more than 100x use a log scale.
+    ``intervals`` optionally gives error bars: ``{metric: [(low, high) or None, one per approach]}``, e.g. the
+    95% intervals of test accuracies from :func:`course_utils.findings.accuracy_interval`.
     """
     table = pd.DataFrame.from_dict(results, orient="index") if isinstance(results, Mapping) else results
     if "approach" in table.columns:
@@ -530,12 +533,28 @@ def plot_comparison(results: pd.DataFrame | Mapping[str, Mapping[str, float]], *
     metrics = list(metrics or table.select_dtypes("number").columns)
     if not metrics:
         raise ValueError("There is no numeric column to compare.")
+    intervals = dict(intervals or {})
+    for metric, bounds in intervals.items():
+        if metric not in metrics:
+            raise ValueError(f"intervals names {metric!r}, which is not among the metrics shown: {metrics}.")
+        if len(bounds) != len(table):
+            raise ValueError(f"intervals[{metric!r}] has {len(bounds)} entries for {len(table)} approaches.")
     figure, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes.flat, metrics, strict=True):
         values = table[metric].astype(float)
         bars = ax.bar([str(name) for name in table.index], values,
                       color=[f"C{number}" for number in range(len(table))])
-        ax.bar_label(bars, labels=[_metric_label(metric, value) for value in values], fontsize=8)
+        if metric in intervals:
+            bounds = [bound if bound is not None else (value, value)
+                      for bound, value in zip(intervals[metric], values, strict=True)]
+            below = [max(value - low, 0.0) for (low, _), value in zip(bounds, values, strict=True)]
+            above = [max(high - value, 0.0) for (_, high), value in zip(bounds, values, strict=True)]
+            ax.errorbar(range(len(values)), values, yerr=[below, above], fmt="none", ecolor="black", capsize=4,
+                        linewidth=1)
+            ax.bar_label(bars, labels=[_metric_label(metric, value) for value in values], fontsize=8,
+                         label_type="center", color="white")
+        else:
+            ax.bar_label(bars, labels=[_metric_label(metric, value) for value in values], fontsize=8)
         if "param" in metric and values.min() > 0 and values.max() / values.min() > 100:
             ax.set_yscale("log")
         elif "accuracy" in metric:
@@ -543,7 +562,8 @@ def plot_comparison(results: pd.DataFrame | Mapping[str, Mapping[str, float]], *
         else:
             ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.margins(y=0.15)
-        ax.set_title(metric.replace("_", " "))
+        title_text = metric.replace("_", " ")
+        ax.set_title(title_text + ("\n(bars: 95% interval)" if metric in intervals else ""))
         ax.tick_params(axis="x", rotation=20 if len(table) > 2 else 0)
     figure.suptitle(title)
     figure.tight_layout()

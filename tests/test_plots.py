@@ -325,3 +325,16 @@ def test_score_histogram_keeps_the_score_name_and_its_legend_off_the_bars():
     legend_box = ax.get_legend().get_window_extent()
     assert legend_box.y1 <= ax.get_window_extent().y0  # below the axes: it hides no bar
     plt.close(figure)
+
+
+def test_comparison_draws_interval_bars_where_given():
+    frame = pd.DataFrame({"approach": ["a", "b"], "test_accuracy": [0.5, 0.8], "seconds": [1.0, 2.0]})
+    figure = plots.plot_comparison(frame, intervals={"test_accuracy": [(0.4, 0.65), None]})
+    accuracy_axes, seconds_axes = figure.axes
+    (bars,) = [collection for collection in accuracy_axes.collections]
+    segments = bars.get_segments()
+    assert [tuple(np.round(segment[:, 1], 3)) for segment in segments] == [(0.4, 0.65), (0.8, 0.8)]
+    assert "95% interval" in accuracy_axes.get_title() and not seconds_axes.collections
+    with pytest.raises(ValueError, match="2 approaches"):
+        plots.plot_comparison(frame, intervals={"test_accuracy": [(0.4, 0.6)]})
+    plt.close("all")
