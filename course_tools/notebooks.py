@@ -128,11 +128,12 @@ def _stub(indent: str, label: str, reference: str | None = None) -> list[str]:
 
 
 def _strip(source: str, label: str | None, exercise_label: Callable[[str], str | None],
-           where: str) -> tuple[str, str | None]:
+           where: str, markdown: bool = False) -> tuple[str, str | None]:
     """Replace each solution region of ``source``; return the new source and the exercise label in force.
 
     ``label`` is the exercise in force when the cell starts; ``exercise_label(line)`` returns the label that
-    an exercise comment line starts (``None`` for other lines).
+    an exercise comment line starts (``None`` for other lines). In a code cell a region becomes a stub that
+    raises ``NotImplementedError``; with ``markdown=True`` it becomes one line, :data:`MARKDOWN_STUB`.
     """
     lines = source.splitlines(keepends=True)
     output: list[str] = []
@@ -150,21 +151,21 @@ def _strip(source: str, label: str | None, exercise_label: Callable[[str], str |
             if begin_line is not None:
                 raise error(f"nested {BEGIN_MARKER} on line {index + 1} (the region opened on line "
                             f"{begin_line + 1} has no {END_MARKER} before it)")
-            if label is None:
+            if label is None and not markdown:
                 raise error(f"the solution region on line {index + 1} has no '# Exercise N: <title>' "
                             "comment above it (in this cell or an earlier one)")
             begin_line, indent, reference = index, begin.group("indent"), None
         elif _END.match(text):
             if begin_line is None:
                 raise error(f"{END_MARKER} on line {index + 1} without {BEGIN_MARKER}")
-            output.extend(_stub(indent, label or "", reference))
+            output.extend([f"{indent}{MARKDOWN_STUB}\n"] if markdown else _stub(indent, label or "", reference))
             begin_line = None
-        elif begin_line is not None and index == begin_line + 1 and _REFERENCE.match(text):
+        elif not markdown and begin_line is not None and index == begin_line + 1 and _REFERENCE.match(text):
             reference = _REFERENCE.match(text).group("line")
         elif begin_line is None:
             label = exercise_label(text) or label
             output.append(line)
-        elif _EXERCISE.match(text):
+        elif not markdown and _EXERCISE.match(text):
             raise error(f"exercise comment on line {index + 1} inside a solution region")
     if begin_line is not None:
         raise error(f"{BEGIN_MARKER} on line {begin_line + 1} has no {END_MARKER}")
@@ -189,30 +190,7 @@ def strip_markdown_solutions(source: str, where: str = "markdown cell") -> str:
     The line keeps the indentation of the ``### BEGIN SOLUTION`` line (so an answer inside a list item stays
     in the item). Misplaced markers raise :class:`MarkerError` naming ``where``.
     """
-    output: list[str] = []
-    begin_line: int | None = None
-    indent = ""
-    for index, line in enumerate(source.splitlines(keepends=True)):
-        text = line.rstrip("\r\n")
-        begin = _BEGIN.match(text)
-        if begin:
-            if begin_line is not None:
-                raise MarkerError(f"{where}: nested {BEGIN_MARKER} on line {index + 1} (the region opened on "
-                                  f"line {begin_line + 1} has no {END_MARKER} before it)")
-            begin_line, indent = index, begin.group("indent")
-        elif _END.match(text):
-            if begin_line is None:
-                raise MarkerError(f"{where}: {END_MARKER} on line {index + 1} without {BEGIN_MARKER}")
-            output.append(f"{indent}{MARKDOWN_STUB}\n")
-            begin_line = None
-        elif begin_line is None:
-            output.append(line)
-    if begin_line is not None:
-        raise MarkerError(f"{where}: {BEGIN_MARKER} on line {begin_line + 1} has no {END_MARKER}")
-    result = "".join(output)
-    if not source.endswith("\n") and result.endswith("\n"):
-        result = result[:-1]
-    return result
+    return _strip(source, None, lambda line: None, where=where, markdown=True)[0]
 
 
 def solution_lines(source: str) -> list[str]:
