@@ -37,7 +37,7 @@ def _findings(folder: Path, lesson: str) -> list[dict]:
 
 def _run(lesson: str, output: Path, profile: str, **parameters) -> None:
     result = run_lesson(lesson, profile=profile, parameters=parameters, output_dir=output,
-                        solutions_dir=ROOT / "solutions", progress=False)
+                        solutions_dir=ROOT / "solutions", verbose=False)
     assert result.status == "passed", result.error
 
 
