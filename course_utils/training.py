@@ -39,6 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
+from course_utils.files import display_path
 from course_utils.models import set_frozen_batchnorm_eval
 
 __all__ = ["BAR_REFRESH_SECONDS", "HISTORY_COLUMNS", "PROGRESS_EVERY_STEPS", "TEXT_BAR_REFRESH_SECONDS",
@@ -313,10 +314,10 @@ def fit(
         best_row = next(row for row in history if row["epoch"] == training["best_epoch"])
         _set_rng_state(training["rng"], train_loader)
         if verbose:
-            print(f"Resuming from {checkpoint_path}: {len(history)} epoch(s) done, "
+            print(f"Resuming from {display_path(checkpoint_path)}: {len(history)} epoch(s) done, "
                   f"best val accuracy {best_row['val_accuracy']:.3f} at epoch {best_row['epoch']}.")
     elif resume and verbose:
-        print(f"No checkpoint at {checkpoint_path} yet: starting from epoch 1.")
+        print(f"No checkpoint at {display_path(checkpoint_path)} yet: starting from epoch 1.")
 
     batches = len(train_loader) if hasattr(train_loader, "__len__") else None
     bar = tqdm(total=epochs, initial=len(history), desc="epochs", unit="epoch", leave=True,
