@@ -45,8 +45,10 @@ unit: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests -m "not notebooks" -p no:cacheprovider
 
 # Execute the solution notebooks in place (offline profile, outputs kept), then regenerate notebooks/.
+# The output folder is relative to the kernels' working folder (solutions/), so that the stored outputs print
+# ../build/solutions/... rather than this machine's absolute path.
 solutions: $(STAMP)
-	COURSE_PROFILE=offline COURSE_OUTPUT_DIR=$(CURDIR)/build/solutions \
+	COURSE_PROFILE=offline COURSE_OUTPUT_DIR=../build/solutions \
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 solutions/*.ipynb
 	$(BIN)/course build
 

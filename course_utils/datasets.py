@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from course_utils import config
-from course_utils.files import is_utf8_name, printable_name
+from course_utils.files import display_path, is_utf8_name, printable_name
 from course_utils.image_files import IMAGE_EXTENSIONS, image_problem, is_hidden
 from course_utils.samples import DatasetError, DownloadError, Sample, group_of, track_of
 from course_utils.splits import Split, select_classes, split_samples
@@ -45,7 +45,7 @@ def _report_skipped(root: Path, skipped: list[tuple[Path, str]], total: int, emp
         for reason, names in by_reason.items():
             shown = ", ".join(names[:3]) + (f", +{len(names) - 3} more" if len(names) > 3 else "")
             reasons.append(f"{len(names)} {reason} ({shown})")
-        parts.append(f"skipped {len(skipped)} of {total} files in {printable_name(root)}: " + "; ".join(reasons))
+        parts.append(f"skipped {len(skipped)} of {total} files in {display_path(root)}: " + "; ".join(reasons))
     if empty_classes:
         parts.append(f"ignored {len(empty_classes)} class folder(s) without usable images: "
                      f"{', '.join(empty_classes)}")
@@ -103,7 +103,7 @@ def _class_folders(root: Path, verbose: bool = True) -> tuple[list[str], list[st
                 continue
         names.append(path.name)
     if ignored and verbose:
-        print(f"ℹ️ Ignored {len(ignored)} folder(s) in {printable_name(root)}: {'; '.join(ignored)}.")
+        print(f"ℹ️ Ignored {len(ignored)} folder(s) in {display_path(root)}: {'; '.join(ignored)}.")
     return names, ignored
 
 
@@ -395,8 +395,9 @@ def _folder_dataset(root: Path, classes, val_fraction: float, test_fraction: flo
             found, _ = _class_folders(folder, verbose)
             if not found:
                 if verbose:
-                    print(f"ℹ️ {folder} has no class folders, so it holds unlabeled images (predict them with "
-                          f"list_unlabeled_images); {part} is carved from {parts['train']} instead.")
+                    print(f"ℹ️ {display_path(folder)} has no class folders, so it holds unlabeled images (predict them "
+                          f"with list_unlabeled_images); {part} is carved from {display_path(parts['train'])} "
+                          "instead.")
                 continue
             strangers = [name for name in found if name not in names]
             if strangers:
@@ -405,8 +406,9 @@ def _folder_dataset(root: Path, classes, val_fraction: float, test_fraction: flo
                                    "add them to train or remove those folders.")
             lacking = [name for name in names if name not in found]
             if lacking and verbose:
-                print(f"ℹ️ {folder} has no folder for class(es) {', '.join(lacking)}: the {part} part holds no "
-                      f"images of them, so its accuracy says nothing about them; add {folder}/<class> folders "
+                print(f"ℹ️ {display_path(folder)} has no folder for class(es) {', '.join(lacking)}: the {part} part "
+                      f"holds no images of them, so its accuracy says nothing about them; add "
+                      f"{display_path(folder)}/<class> folders "
                       "to measure them.")
             part_samples, kept, part_skipped, part_empty, part_total = _scan(folder, found, True, False)
             given[part] = [Sample(s.path, names.index(kept[s.label]), s.group) for s in part_samples]

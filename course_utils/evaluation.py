@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from course_utils.datasets import list_unlabeled_images
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
-from course_utils.files import atomic_write, is_utf8_name, printable_name
+from course_utils.files import atomic_write, display_path, is_utf8_name, printable_name
 from course_utils.image_files import load_rgb, to_numpy
 
 __all__ = ["Predictions", "auroc", "classification_table", "max_softmax_scores", "ood_summary", "predict",
@@ -176,7 +176,8 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
         flush()
     if skipped:
         shown = ", ".join(skipped[:3]) + (f", +{len(skipped) - 3} more" if len(skipped) > 3 else "")
-        print(f"⚠️ Skipped {len(skipped)} of {len(paths)} files in {folder} that could not be read: {shown}.")
+        print(f"⚠️ Skipped {len(skipped)} of {len(paths)} files in {display_path(folder)} that could not be read: "
+              f"{shown}.")
     columns = ["file", "predicted_class", "confidence"]
     if top_k > 1:
         columns += [f"top_{rank}_{what}" for rank in range(1, top_k + 1) for what in ("class", "probability")]
@@ -194,8 +195,8 @@ def _write_predictions(table: pd.DataFrame, csv_path: Path) -> None:
         with atomic_write(csv_path) as temporary:
             written.to_csv(temporary, index=False, encoding="utf-8")
     except OSError as error:
-        print(f"⚠️ Could not write {csv_path} ({error}): the {len(table)} predictions are in the table this "
-              "function returns; save them with table.to_csv(...) to another path.")
+        print(f"⚠️ Could not write {display_path(csv_path)} ({error}): the {len(table)} predictions are in the "
+              "table this function returns; save them with table.to_csv(...) to another path.")
         return
     if odd:
         print(f"ℹ️ {len(odd)} file name(s) are not valid UTF-8 (e.g. {printable_name(odd[0])}): the CSV spells "

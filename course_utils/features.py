@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
-from course_utils.files import atomic_write
+from course_utils.files import atomic_write, display_path
 from course_utils.training import fit
 
 __all__ = ["clear_feature_cache", "compute_features", "feature_cache_key", "feature_loader", "train_head_on_features"]
@@ -96,7 +96,7 @@ def compute_features(
         if stored is not None:
             _MEMORY_CACHE[cache_key] = stored
             if verbose:
-                print(f"Features loaded from the cache: {_cache_file(cache_dir, cache_key)}")
+                print(f"Features loaded from the cache: {display_path(_cache_file(cache_dir, cache_key))}")
             return _MEMORY_CACHE[cache_key]
 
     device = torch.device(device) if device is not None else model_device(backbone)
@@ -151,7 +151,7 @@ def _read_cache(path: Path, cache_key: str, rows: int | None) -> tuple[torch.Ten
         problem = f"unreadable: {type(error).__name__}: {(str(error).splitlines() or [''])[0][:120]}"
     if problem is None:
         return features, labels
-    print(f"⚠️ Recomputing the features: the cache file {path} does not match ({problem}).")
+    print(f"⚠️ Recomputing the features: the cache file {display_path(path)} does not match ({problem}).")
     return None
 
 

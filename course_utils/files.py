@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "ensure_folder", "is_utf8_name", "printable_name", "write_json_atomic",
+__all__ = ["atomic_write", "display_path", "ensure_folder", "is_utf8_name", "printable_name", "write_json_atomic",
            "write_text_atomic"]
 
 
@@ -32,6 +32,32 @@ def printable_name(name: str | os.PathLike[str]) -> str:
     and UTF-8 files refuse (``UnicodeEncodeError``).
     """
     return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as a lesson prints it: relative to the working folder when inside it, else with ``~`` for the
+    home folder, else as given (undecodable bytes escaped as in :func:`printable_name`).
+
+    Printed paths then read the same on every machine (``outputs/01_cnn_from_scratch/metrics.json``,
+    ``~/.cache/transfer-course/data``) and do not reveal a user's folders in shared notebooks.
+    """
+    given = Path(path).expanduser()
+    if not given.is_absolute():
+        return printable_name(given.as_posix())
+    absolute = Path(os.path.abspath(given))
+    bases = [Path(os.getcwd())]
+    with contextlib.suppress(OSError):
+        bases.append(Path(os.path.realpath(os.getcwd())))
+    for base in bases:
+        with contextlib.suppress(ValueError):
+            relative = absolute.relative_to(base)
+            return printable_name(relative.as_posix()) if relative.parts else "."
+    with contextlib.suppress(RuntimeError, KeyError):
+        home = Path.home()
+        if str(home) not in ("", "/"):
+            with contextlib.suppress(ValueError):
+                return printable_name((Path("~") / absolute.relative_to(home)).as_posix())
+    return printable_name(absolute.as_posix())
 
 
 def is_utf8_name(name: str | os.PathLike[str]) -> bool:

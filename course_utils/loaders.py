@@ -8,6 +8,7 @@ Images are decoded and transformed in background worker processes where that pay
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 from collections.abc import Callable, Sequence
@@ -61,6 +62,21 @@ def default_num_workers() -> int:
     return max(0, min(4, _cpu_count() - 1))
 
 
+class _Loader(DataLoader):
+    """A DataLoader that clears Python's garbage before it forks its worker processes.
+
+    A forked worker inherits every object of the notebook's process, garbage included. If the worker's own
+    garbage collector then deletes an old loader's iterator, that iterator tries to stop *its* workers from
+    the wrong process and PyTorch prints "Exception ignored in ... can only test a child process" with a
+    traceback. Collecting the garbage first leaves nothing of the kind to inherit.
+    """
+
+    def _get_iterator(self):  # called when workers are about to start (once, with persistent workers)
+        if self.num_workers > 0:
+            gc.collect()
+        return super()._get_iterator()
+
+
 def make_loader(samples: Sequence[Sample], transform: Callable, *, batch_size: int, shuffle: bool,
                 num_workers: int | None = None, device: str | torch.device | None = None,
                 seed: int | None = None) -> DataLoader:
@@ -74,6 +90,6 @@ def make_loader(samples: Sequence[Sample], transform: Callable, *, batch_size: i
         num_workers = default_num_workers()
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     on_cuda = device is not None and torch.device(device).type == "cuda"
-    return DataLoader(ImageDataset(samples, transform), batch_size=batch_size, shuffle=shuffle,
-                      num_workers=num_workers, pin_memory=on_cuda, persistent_workers=num_workers > 0,
-                      generator=generator)
+    return _Loader(ImageDataset(samples, transform), batch_size=batch_size, shuffle=shuffle,
+                   num_workers=num_workers, pin_memory=on_cuda, persistent_workers=num_workers > 0,
+                   generator=generator)

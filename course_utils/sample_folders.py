@@ -29,7 +29,7 @@ from typing import NamedTuple
 from PIL import Image
 
 from course_utils import synthetic
-from course_utils.files import write_json_atomic
+from course_utils.files import display_path, write_json_atomic
 
 __all__ = ["FOLDER_VERSION", "SAMPLE_CLASSES", "UNLABELED_PER_CLASS", "SampleFolder", "make_sample_folder"]
 
@@ -122,7 +122,7 @@ def make_sample_folder(root: Path | str, *, seed: int = 0, verbose: bool = True)
     partial = folder.with_name(f".{digest}.partial-{uuid.uuid4().hex[:8]}")
     try:
         if verbose:
-            print(f"Making lesson 5's sample folder in {folder} ...")
+            print(f"Making lesson 5's sample folder in {display_path(folder)} ...")
         counts = _write_folder(partial, seed)
         write_json_atomic(partial / synthetic.MANIFEST_NAME, {"settings": settings, "counts": counts})
         if folder.exists():

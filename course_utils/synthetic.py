@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from course_utils.config import TARGET_SIGNS
-from course_utils.files import atomic_write, write_json_atomic
+from course_utils.files import atomic_write, display_path, write_json_atomic
 
 __all__ = ["ALL_SIGNS", "GENERATOR_VERSION", "MANIFEST_NAME", "OTHER_SIGNS", "OWNER_FILE", "SCENE_COLOURS",
            "SCENE_SIZE", "STALE_SECONDS", "SUPERSAMPLING", "generate_signs", "remove_stale_partials", "render_scene",
@@ -457,7 +457,7 @@ def remove_stale_partials(root: Path | str, *, verbose: bool = True) -> list[Pat
             shutil.rmtree(stale, ignore_errors=True)
             removed.append(stale)
     if removed and verbose:
-        print(f"ℹ️ Removed {len(removed)} unfinished folder(s) of interrupted generations in {Path(root)}: "
+        print(f"ℹ️ Removed {len(removed)} unfinished folder(s) of interrupted generations in {display_path(root)}: "
               f"{', '.join(path.name for path in removed)}.")
     return removed
 

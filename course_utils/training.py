@@ -39,6 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
+from course_utils.files import display_path
 from course_utils.models import set_frozen_batchnorm_eval
 
 __all__ = ["BAR_REFRESH_SECONDS", "HISTORY_COLUMNS", "PROGRESS_EVERY_STEPS", "TEXT_BAR_REFRESH_SECONDS",
@@ -266,6 +267,7 @@ def fit(
     verbose: bool = True,
     mixed_precision: bool | None = None,
     channels_last: bool | None = None,
+    first_epoch: int = 1,
 ) -> pd.DataFrame:
     """Train ``model`` for ``epochs`` epochs and return the history, one row per epoch.
 
@@ -282,8 +284,14 @@ def fit(
     ``mixed_precision`` defaults to on for CUDA (never used on the CPU). ``channels_last`` (default:
     :data:`course_utils.devices.CHANNELS_LAST`, on) trains in the faster channels-last memory format; the
     history agrees with the contiguous format up to float rounding and checkpoints load either way.
+    ``first_epoch`` is the number the first epoch gets in the history and the messages, to continue a count
+    begun elsewhere (lesson 1 trains 2 epochs by hand, then calls ``fit(..., first_epoch=3)``).
     """
     from course_utils.checkpoints import check_compatible, read_checkpoint, save_checkpoint
+
+    if first_epoch < 1:
+        raise ValueError(f"first_epoch must be at least 1, not {first_epoch}.")
+    offset = first_epoch - 1  # epoch numbers in the history and messages = the run's own count + offset
 
     device, loss_fn, use_amp = _settings(model, device, loss_fn, mixed_precision)
     prepare_model(model, device, channels_last)
@@ -313,17 +321,17 @@ def fit(
         best_row = next(row for row in history if row["epoch"] == training["best_epoch"])
         _set_rng_state(training["rng"], train_loader)
         if verbose:
-            print(f"Resuming from {checkpoint_path}: {len(history)} epoch(s) done, "
+            print(f"Resuming from {display_path(checkpoint_path)}: {len(history)} epoch(s) done, "
                   f"best val accuracy {best_row['val_accuracy']:.3f} at epoch {best_row['epoch']}.")
     elif resume and verbose:
-        print(f"No checkpoint at {checkpoint_path} yet: starting from epoch 1.")
+        print(f"No checkpoint at {display_path(checkpoint_path)} yet: starting from epoch {first_epoch}.")
 
     batches = len(train_loader) if hasattr(train_loader, "__len__") else None
     bar = tqdm(total=epochs, initial=len(history), desc="epochs", unit="epoch", leave=True,
                mininterval=BAR_REFRESH_SECONDS, dynamic_ncols=True, disable=not verbose)
     if not _is_widget_bar(bar):
         bar.mininterval = TEXT_BAR_REFRESH_SECONDS  # a log keeps every redraw: a few lines per run
-    for epoch in range(len(history) + 1, epochs + 1):
+    for epoch in range(len(history) + 1 + offset, epochs + 1 + offset):
         if early_stopping_patience is not None and best_row is not None \
                 and epoch - 1 - best_row["epoch"] >= early_stopping_patience:
             break  # a resumed run that had already stopped early
@@ -372,7 +380,7 @@ def fit(
               f"val_acc {last['val_accuracy']:.3f}")
     if best_state is not None:
         model.load_state_dict(best_state)
-        if verbose and best_row["epoch"] != len(history):
+        if verbose and best_row["epoch"] != history[-1]["epoch"]:
             print(f"Restored the best weights: epoch {best_row['epoch']}, "
                   f"val accuracy {best_row['val_accuracy']:.3f}.")
     return _history_frame(history, best_row["epoch"] if best_row else None)

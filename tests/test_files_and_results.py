@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,3 +62,28 @@ def test_atomically_written_files_get_ordinary_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_display_path_is_relative_inside_the_working_folder(tmp_path, monkeypatch):
+    from course_utils.files import display_path
+
+    monkeypatch.chdir(tmp_path)
+    assert display_path(tmp_path / "outputs" / "01_cnn_from_scratch" / "metrics.json") == \
+        "outputs/01_cnn_from_scratch/metrics.json"
+    assert display_path(tmp_path) == "."
+    # A relative path is printed as given, also one that climbs out of the working folder.
+    assert display_path(Path("..") / "build" / "solutions") == "../build/solutions"
+
+
+def test_display_path_uses_a_tilde_for_the_home_folder_and_keeps_other_paths(tmp_path, monkeypatch):
+    from course_utils.files import display_path
+
+    home, work = tmp_path / "home" / "student", tmp_path / "work"
+    home.mkdir(parents=True)
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    assert display_path(home / ".cache" / "transfer-course" / "data") == "~/.cache/transfer-course/data"
+    assert display_path("~/data") == "~/data"
+    elsewhere = tmp_path / "shared" / "data"
+    assert display_path(elsewhere) == elsewhere.as_posix()

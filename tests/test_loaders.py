@@ -65,3 +65,39 @@ def test_make_loader_with_workers(make_image_folder):
                          num_workers=1)
     assert loader.persistent_workers
     assert sum(len(labels) for _, labels in loader) == 4
+
+
+def test_workers_do_not_inherit_garbage_that_their_collector_would_delete(tmp_path):
+    """Garbage left in the notebook's process must be collected there, not in a forked worker (where an old
+    loader's iterator, deleted by the worker, prints PyTorch's "can only test a child process" traceback).
+    Linux forks its workers; this test needs that (the course uses no workers on Windows and macOS)."""
+    import gc
+    import os
+
+    record = tmp_path / "deleted_in.txt"
+
+    class Garbage:
+        def __init__(self):
+            self.myself = self  # a reference cycle: only the garbage collector deletes it
+
+        def __del__(self):
+            with open(record, "a") as file:
+                file.write(f"{os.getpid()}\n")
+
+    def collecting_transform(image):
+        gc.collect()  # a worker's collector runs while it loads images
+        return torch.zeros(3, 2, 2)
+
+    path = write_image(tmp_path / "a.png", mode="RGB", colour=(1, 2, 3))
+    loader = make_loader([Sample(path, 0, "a")] * 2, collecting_transform, batch_size=1, shuffle=False,
+                         num_workers=1)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        Garbage()
+        assert len(list(loader)) == 2
+        gc.collect()
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert record.read_text().split() == [str(os.getpid())]

@@ -204,3 +204,20 @@ def test_the_training_step_reference_updates_and_returns_a_number():
     from course_utils.training import train_step
 
     check_training_step(train_step)  # raises ExerciseError if the package's own answer were wrong
+
+
+def test_first_epoch_continues_a_count_begun_elsewhere(capsys):
+    model = tiny_model()
+    train, val = loaders()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
+    recorder = WeightRecorder(model, optimizer, worsen_after=2)
+    history = fit(model, train, val, epochs=5, optimizer=optimizer, scheduler=recorder, first_epoch=3)
+    assert history["epoch"].tolist() == [3, 4, 5, 6, 7]
+    best_epoch = history.attrs["best_epoch"]
+    assert best_epoch == int(history.loc[history["val_accuracy"].idxmax(), "epoch"])
+    if best_epoch != 7:  # the message names the epoch as the history does
+        assert f"Restored the best weights: epoch {best_epoch}," in capsys.readouterr().out
+    for key, value in model.state_dict().items():  # snapshot 0 holds the weights after epoch 3
+        assert torch.equal(value, recorder.snapshots[best_epoch - 3][key]), key
+    with pytest.raises(ValueError, match="first_epoch"):
+        fit(model, train, val, epochs=1, optimizer=optimizer, first_epoch=0)
