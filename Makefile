@@ -2,6 +2,7 @@
 #   make run    runs the whole course (offline profile, CPU) and writes build/
 #   make test   runs the whole test suite (each solution notebook executes once)
 #   make unit   the tests that execute no notebook
+#   make integration  the slow end-to-end tests (other data, the workshop kit); CI runs them
 #   make claims runs every lesson (offline) for seeds $(SEEDS) with strict findings and writes build/claims.md
 # Both create .venv and install the course into it the first time.
 
@@ -13,7 +14,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test claims unit solutions build check lint benchmark clean
+.PHONY: run test integration claims unit solutions build check lint benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +27,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	COURSE_PROFILE=smoke COURSE_DATA_DIR=$(CURDIR)/build/test-data COURSE_OUTPUT_DIR=$(CURDIR)/build/test-outputs \
-	MPLBACKEND=Agg $(BIN)/python -m pytest tests -p no:cacheprovider
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests -m "not slow" -p no:cacheprovider
+
+# The end-to-end runs that take minutes: lessons on a messy user folder and on a stand-in GTSRB in the full
+# profile, and a student notebook installed from a workshop kit in a fresh environment. CI runs them too.
+integration: $(STAMP)
+	COURSE_PROFILE=smoke COURSE_DATA_DIR=$(CURDIR)/build/test-data COURSE_OUTPUT_DIR=$(CURDIR)/build/test-outputs \
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests -m slow -p no:cacheprovider
 
 # The claims run: every lesson's verdicts on the course's reference data (offline profile), one `course run` per
 # seed with COURSE_STRICT_FINDINGS=1, then one table of all findings. Fails when a finding did not hold.

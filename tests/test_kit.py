@@ -232,6 +232,7 @@ def cell_text(cell) -> str:
 
 
 @pytest.mark.notebooks
+@pytest.mark.slow
 @pytest.mark.parametrize("source, advice", [
     ("repository", "switch Settings -> Internet on, or attach the workshop kit as input"),
     ("kit", "rebuild the kit with `course prefetch --kit` from this version of the course"),
@@ -272,6 +273,7 @@ def test_failed_set_up_prints_one_sentence_and_stops_the_notebook(source, advice
 
 
 @pytest.mark.notebooks
+@pytest.mark.slow
 def test_student_notebook_runs_from_the_kit_with_no_package_index(platform, tmp_path, monkeypatch):
     python, environment = platform
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "prefetched"))

@@ -19,7 +19,7 @@ from course_tools.runner import run_lesson
 from course_utils.datasets import GTSRB_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.notebooks
+pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 
 
 def _picture(class_index: int, variant: int, size: int = 32) -> Image.Image:
