@@ -30,8 +30,8 @@ from course_utils.image_files import load_rgb, to_numpy
 
 __all__ = ["CORRECT_COLOR", "MANY_CLASSES", "MISTAKE_COLOR", "plot_activation_maps", "plot_augmentations",
            "plot_class_confidence", "plot_class_counts", "plot_classification_report", "plot_comparison",
-           "plot_confusion_matrix", "plot_history", "plot_image_grid", "plot_image_sizes", "plot_misclassified",
-           "plot_predictions", "plot_roc_curve", "plot_score_histograms"]
+           "plot_confusion_matrix", "plot_feature_projection", "plot_history", "plot_image_grid", "plot_image_sizes",
+           "plot_misclassified", "plot_predictions", "plot_roc_curve", "plot_score_histograms"]
 
 CORRECT_COLOR = "tab:green"
 MISTAKE_COLOR = "tab:red"
@@ -606,6 +606,34 @@ def plot_activation_maps(images: Any, maps: Any, titles: Sequence[str] | None = 
         if titles is not None:
             axes[row, column].set_title(titles[index], fontsize=9,
                                         **({"color": colors[index]} if colors else {}))
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_feature_projection(features: Mapping[str, Any], labels: Any, classes: Sequence[str], *,
+                            title: str | None = None) -> Figure:
+    """The same images' features from several models, each projected to 2-D with PCA, side by side.
+
+    ``features`` maps a model's name to its ``(images, features)`` array; ``labels`` colour the points by class.
+    Classes that form separate clouds in 2-D are easy for a linear head; a single tangle means the features do
+    not yet tell the classes apart (PCA keeps the two directions of largest variance, so it shows the coarse
+    structure; a linear head can still use the other directions).
+    """
+    from sklearn.decomposition import PCA
+
+    labels = to_numpy(labels).astype(int)
+    figure, axes = plt.subplots(1, len(features), figsize=(5 * len(features), 4.6), squeeze=False)
+    for ax, (name, values) in zip(axes[0], features.items(), strict=True):
+        points = PCA(n_components=2, random_state=0).fit_transform(to_numpy(values).astype(float))
+        for label, class_name in enumerate(classes):
+            chosen = labels == label
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=12, alpha=0.7, label=str(class_name))
+        ax.set_title(name)
+        ax.set_xlabel("first principal component")
+        ax.set_ylabel("second principal component")
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     if title:
         figure.suptitle(title)
     figure.tight_layout()

@@ -338,3 +338,19 @@ def test_comparison_draws_interval_bars_where_given():
     with pytest.raises(ValueError, match="2 approaches"):
         plots.plot_comparison(frame, intervals={"test_accuracy": [(0.4, 0.6)]})
     plt.close("all")
+
+
+def test_feature_projection_draws_one_panel_per_model_with_every_class():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 10)
+    separated = rng.normal(size=(30, 8)) + labels[:, None] * 10.0
+    figure = plots.plot_feature_projection({"tangled": rng.normal(size=(30, 8)), "separated": separated}, labels,
+                                           ["a", "b", "c"])
+    assert [ax.get_title() for ax in figure.axes] == ["tangled", "separated"]
+    assert len(figure.axes[1].collections) == 3  # one cloud of points per class
+    clouds = [collection.get_offsets() for collection in figure.axes[1].collections]
+    centres = np.array([cloud.mean(axis=0) for cloud in clouds])
+    spread = max(np.linalg.norm(cloud - centre, axis=1).max() for cloud, centre in zip(clouds, centres))
+    gaps = [np.linalg.norm(centres[i] - centres[j]) for i in range(3) for j in range(i + 1, 3)]
+    assert min(gaps) > spread  # well-separated features stay separated in the projection
+    plt.close(figure)
