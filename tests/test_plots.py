@@ -350,7 +350,7 @@ def test_feature_projection_draws_one_panel_per_model_with_every_class():
     assert len(figure.axes[1].collections) == 3  # one cloud of points per class
     clouds = [collection.get_offsets() for collection in figure.axes[1].collections]
     centres = np.array([cloud.mean(axis=0) for cloud in clouds])
-    spread = max(np.linalg.norm(cloud - centre, axis=1).max() for cloud, centre in zip(clouds, centres))
+    spread = max(np.linalg.norm(cloud - centre, axis=1).max() for cloud, centre in zip(clouds, centres, strict=True))
     gaps = [np.linalg.norm(centres[i] - centres[j]) for i in range(3) for j in range(i + 1, 3)]
     assert min(gaps) > spread  # well-separated features stay separated in the projection
     plt.close(figure)
