@@ -19,13 +19,6 @@ import pandas as pd
 __all__ = ["predict_to_csv"]
 
 
-def _usable_files(folder: Path) -> int:
-    from course_utils.image_files import is_hidden
-
-    return sum(1 for path in folder.rglob("*")
-               if path.is_file() and not any(map(is_hidden, path.relative_to(folder).parts)))
-
-
 def predict_to_csv(checkpoint: str | Path, folder: str | Path, output: str | Path = "predictions.csv", *,
                    top_k: int = 3, device: str | None = None, batch_size: int = 32,
                    verbose: bool = True) -> pd.DataFrame:
@@ -44,7 +37,7 @@ def predict_to_csv(checkpoint: str | Path, folder: str | Path, output: str | Pat
     if top_k < 1:
         raise ValueError(f"--top-k must be at least 1, not {top_k}.")
 
-    from course_utils import checkpoints, environment, evaluation, transforms
+    from course_utils import checkpoints, datasets, environment, evaluation, transforms
 
     started = time.perf_counter()
     model, metadata = checkpoints.build_model_from_checkpoint(checkpoint)
@@ -62,7 +55,7 @@ def predict_to_csv(checkpoint: str | Path, folder: str | Path, output: str | Pat
     if verbose:
         counts = Counter(table["predicted_class"])
         shown = ", ".join(f"{name} {counts[name]}" for name in classes if counts[name])
-        skipped = _usable_files(folder) - len(table)
+        skipped = len(datasets.files_under(folder)) - len(table)
         print(f"Predicted {len(table)} image(s) with {metadata['arch']} ({len(classes)} classes) on {target} "
               f"in {seconds:.1f} s" + (f", {skipped} file(s) skipped" if skipped else "") + f": {shown}.")
         print(f"Wrote {output}")

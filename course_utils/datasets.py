@@ -27,7 +27,7 @@ from course_utils.image_files import IMAGE_EXTENSIONS, image_problem, is_hidden
 from course_utils.samples import DatasetError, DownloadError, Sample, group_of, track_of
 from course_utils.splits import Split, select_classes, split_samples
 
-__all__ = ["GTSRB_CLASSES", "NOT_UTF8", "find_split_folders", "gtsrb_samples", "list_unlabeled_images",
+__all__ = ["GTSRB_CLASSES", "NOT_UTF8", "files_under", "find_split_folders", "gtsrb_samples", "list_unlabeled_images",
            "load_dataset", "oxford_pet_samples", "scan_image_folder"]
 
 
@@ -107,8 +107,8 @@ def _class_folders(root: Path, verbose: bool = True) -> tuple[list[str], list[st
     return names, ignored
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Every non-hidden file under ``folder`` (recursively), sorted."""
+def files_under(folder: Path) -> list[Path]:
+    """Every non-hidden file under ``folder`` (recursively), sorted: what a scan looks at, usable or not."""
     return sorted(path for path in folder.rglob("*")
                   if path.is_file() and not any(map(is_hidden, path.relative_to(folder).parts)))
 
@@ -128,7 +128,7 @@ def _scan(root: Path, classes: Sequence[str] | None, check_files: bool, verbose:
     samples, skipped, empty, total = [], [], [], 0
     kept: list[str] = []
     for name in classes:
-        files = _image_files(root / name)
+        files = files_under(root / name)
         total += len(files)
         good = []
         for path in files:
@@ -212,7 +212,7 @@ def list_unlabeled_images(folder: str | Path, *, verbose: bool = True) -> list[P
     """All usable images in ``folder`` and its sub-folders (for predicting into a CSV), sorted by path."""
     folder = Path(folder)
     _require_folder(folder)
-    files = _image_files(folder)
+    files = files_under(folder)
     good, skipped = [], []
     for path in files:
         problem = image_problem(path)
