@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from course_utils.image_files import to_numpy
+
 __all__ = ["OUTCOMES_FILE", "STRICT_VARIABLE", "Finding", "FindingError", "accuracy_interval", "auroc_interval",
            "bootstrap_weights", "clear", "compare_accuracy", "compare_auroc", "compare_independent",
            "compare_to_value", "expect", "format_line", "load_outcomes", "print_accuracy", "records", "save_outcomes",
@@ -132,9 +134,7 @@ def bootstrap_weights(groups: Sequence[Any], *, resamples: int = _RESAMPLES, see
 
 
 def _as_array(values: Any, name: str) -> np.ndarray:
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    array = np.asarray(values, dtype=float).reshape(-1)
+    array = to_numpy(values).astype(float).reshape(-1)
     if array.size == 0:
         raise ValueError(f"{name} is empty: a finding needs at least one test image.")
     return array
