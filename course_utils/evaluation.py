@@ -32,6 +32,7 @@ from course_utils.datasets import list_unlabeled_images
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
 from course_utils.files import atomic_write, display_path, is_utf8_name, printable_name
 from course_utils.image_files import load_rgb, to_numpy
+from course_utils.loaders import batches_with_progress
 
 __all__ = ["Predictions", "auroc", "classification_table", "max_softmax_scores", "ood_summary", "predict",
            "predict_folder", "predict_image", "threshold_keeping"]
@@ -85,7 +86,7 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | str | Non
     prepare_model(model, device, channels_last)
     all_logits, all_targets = [], []
     with evaluating(model):
-        for batch in tqdm(loader, desc="predict", unit="batch", mininterval=1.0, disable=not verbose):
+        for batch in batches_with_progress(loader, description="predict", show=verbose):
             inputs, targets = batch if isinstance(batch, (list, tuple)) else (batch, None)
             with run_autocast(device):
                 logits = model(batch_to_device(inputs, device, channels_last))

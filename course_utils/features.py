@@ -29,10 +29,10 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
 
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
 from course_utils.files import atomic_write, display_path
+from course_utils.loaders import batches_with_progress
 from course_utils.training import fit
 
 __all__ = ["clear_feature_cache", "compute_features", "feature_cache_key", "feature_loader", "train_head_on_features"]
@@ -102,10 +102,8 @@ def compute_features(
     device = torch.device(device) if device is not None else model_device(backbone)
     prepare_model(backbone, device, channels_last)
     chunks, label_chunks = [], []
-    total = len(loader) if hasattr(loader, "__len__") else None
     with evaluating(backbone):
-        for images, labels in tqdm(loader, total=total, desc="features", unit="batch", mininterval=1.0,
-                                   disable=not verbose):
+        for images, labels in batches_with_progress(loader, description="features", show=verbose):
             with run_autocast(device):
                 chunks.append(backbone(batch_to_device(images, device, channels_last)).flatten(1).float().cpu())
             label_chunks.append(labels.cpu())

@@ -114,17 +114,17 @@ def make_sample_folder(root: Path | str, *, seed: int = 0, verbose: bool = True)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     folder = Path(root).expanduser() / digest
     result = SampleFolder(folder / "labeled", folder / "unlabeled")
-    try:
-        if json.loads((folder / synthetic.MANIFEST_NAME).read_text()).get("settings") == settings:
-            return result
-    except (OSError, ValueError):
-        pass
+    if _finished(folder, settings):
+        return result
     partial = folder.with_name(f".{digest}.partial-{uuid.uuid4().hex[:8]}")
     try:
         if verbose:
             print(f"Making lesson 5's sample folder in {display_path(folder)} ...")
         counts = _write_folder(partial, seed)
         write_json_atomic(partial / synthetic.MANIFEST_NAME, {"settings": settings, "counts": counts})
+        if _finished(folder, settings):  # another process (a second notebook) finished the same folder meanwhile
+            shutil.rmtree(partial)
+            return result
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(partial, folder)
@@ -132,3 +132,11 @@ def make_sample_folder(root: Path | str, *, seed: int = 0, verbose: bool = True)
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return result
+
+
+def _finished(folder: Path, settings: dict) -> bool:
+    """Whether ``folder`` is a complete practice folder made with ``settings`` (its manifest says so)."""
+    try:
+        return json.loads((folder / synthetic.MANIFEST_NAME).read_text()).get("settings") == settings
+    except (OSError, ValueError, AttributeError):
+        return False

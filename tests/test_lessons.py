@@ -117,8 +117,10 @@ def _report_rows(report: str) -> dict[str, list[str]]:
 
 @pytest.mark.notebooks
 def test_course_run_passes_every_lesson_and_reports_each(course_run):
-    report = (course_run.output / "report.md").read_text()
-    assert course_run.exit_code == 0, report
+    report_file = course_run.output / "report.md"
+    assert report_file.is_file(), f"course run (exit {course_run.exit_code}) wrote no report; log: {course_run.log}"
+    report = report_file.read_text()
+    assert course_run.exit_code == 0, f"{report}\nlog: {course_run.log}"
     rows = _report_rows(report)
     assert list(rows) == list(config.LESSONS)
     for lesson, (status, profile, dataset, arch, metrics, wall_time) in rows.items():

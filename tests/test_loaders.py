@@ -101,3 +101,34 @@ def test_workers_do_not_inherit_garbage_that_their_collector_would_delete(tmp_pa
         if was_enabled:
             gc.enable()
     assert record.read_text().split() == [str(os.getpid())]
+
+
+class _CountingLoader(torch.utils.data.DataLoader):
+    """A DataLoader that counts how many iterators were asked of it."""
+
+    iterators_asked = 0
+
+    def __iter__(self):
+        self.iterators_asked += 1
+        return super().__iter__()
+
+
+def test_batches_with_progress_yields_every_batch_once_and_never_holds_the_loader(monkeypatch):
+    import gc
+    import weakref
+
+    import tqdm.auto
+    import tqdm.notebook
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", tqdm.notebook.tqdm)  # the bar Jupyter shows, which refers to itself
+    loader = _CountingLoader(torch.utils.data.TensorDataset(torch.arange(10)), batch_size=3)
+    seen = [batch[0].tolist() for batch in loaders.batches_with_progress(loader, description="test")]
+    assert seen == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert loader.iterators_asked == 1  # tqdm(loader) asks for two: one when created, one for the loop
+    gone = weakref.ref(loader)
+    gc.disable()  # a loader with workers that waits for the collector pays ~5 s: it must go at once
+    try:
+        del loader
+        assert gone() is None
+    finally:
+        gc.enable()

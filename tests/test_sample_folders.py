@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 from course_utils import datasets, sample_folders, splits
 
@@ -59,3 +60,22 @@ def test_load_dataset_knows_the_practice_folder_by_name(tmp_path, capsys):
     assert split.classes and len(split.classes) >= 2
     assert all("lesson5-sample-folder" in str(sample.path) for sample in split.train + split.val + split.test)
     assert "Skipped" in capsys.readouterr().out  # the broken and stray files are reported
+
+
+def test_a_folder_finished_meanwhile_by_another_notebook_is_kept(tmp_path, monkeypatch):
+    first = sample_folders.make_sample_folder(tmp_path / "elsewhere", verbose=False)  # the other process's result
+    files_before = sorted(p.relative_to(first.labeled.parent) for p in first.labeled.parent.rglob("*"))
+    write_folder = sample_folders._write_folder
+
+    def slow_write(target, seed):  # while this process draws, the other one finishes the same folder
+        counts = write_folder(target, seed)
+        shutil.copytree(first.labeled.parent, tmp_path / "root" / first.labeled.parent.name)
+        (tmp_path / "root" / first.labeled.parent.name / "marker").write_text("the other process's folder")
+        return counts
+
+    monkeypatch.setattr(sample_folders, "_write_folder", slow_write)
+    result = sample_folders.make_sample_folder(tmp_path / "root", verbose=False)
+    folder = result.labeled.parent
+    assert (folder / "marker").is_file()  # the finished folder was kept, not deleted while others may read it
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*") if p.name != "marker") == files_before
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no partial folder left behind
