@@ -53,8 +53,10 @@ unit: $(STAMP)
 
 # Execute the solution notebooks in place (offline profile, outputs kept), then regenerate notebooks/.
 # The output folder is relative to the kernels' working folder (solutions/), so that the stored outputs print
-# ../build/solutions/... rather than this machine's absolute path.
+# ../build/solutions/... rather than this machine's absolute path. It starts empty, so that the stored outputs
+# show a first run (features computed and timed, not read from an earlier run's cache).
 solutions: $(STAMP)
+	rm -rf build/solutions
 	COURSE_PROFILE=offline COURSE_OUTPUT_DIR=../build/solutions \
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 solutions/*.ipynb
 	$(BIN)/course build
