@@ -113,6 +113,8 @@ _COURSE_RUN = pytest.StashKey[_BackgroundCourseRun]()
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the shared course run in the background if a collected test needs it."""
+    if session.config.option.collectonly:
+        return
     if any("course_run" in getattr(item, "fixturenames", ()) for item in session.items):
         _start_course_run(session.config)
 
