@@ -117,10 +117,14 @@ def test_batches_with_progress_yields_every_batch_once_and_never_holds_the_loade
     import gc
     import weakref
 
+    import tqdm.asyncio
     import tqdm.auto
     import tqdm.notebook
 
-    monkeypatch.setattr(tqdm.auto, "tqdm", tqdm.notebook.tqdm)  # the bar Jupyter shows, which refers to itself
+    class JupyterBar(tqdm.notebook.tqdm, tqdm.asyncio.tqdm):  # what tqdm.auto gives inside Jupyter
+        pass
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", JupyterBar)  # a widget bar, which refers to itself
     loader = _CountingLoader(torch.utils.data.TensorDataset(torch.arange(10)), batch_size=3)
     seen = [batch[0].tolist() for batch in loaders.batches_with_progress(loader, description="test")]
     assert seen == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
