@@ -136,7 +136,5 @@ def make_sample_folder(root: Path | str, *, seed: int = 0, verbose: bool = True)
 
 def _finished(folder: Path, settings: dict) -> bool:
     """Whether ``folder`` is a complete practice folder made with ``settings`` (its manifest says so)."""
-    try:
-        return json.loads((folder / synthetic.MANIFEST_NAME).read_text()).get("settings") == settings
-    except (OSError, ValueError, AttributeError):
-        return False
+    manifest = synthetic.read_manifest(folder)
+    return isinstance(manifest, dict) and manifest.get("settings") == settings

@@ -39,8 +39,8 @@ from course_utils.config import TARGET_SIGNS
 from course_utils.files import atomic_write, display_path, write_json_atomic
 
 __all__ = ["ALL_SIGNS", "GENERATOR_VERSION", "MANIFEST_NAME", "OTHER_SIGNS", "OWNER_FILE", "SCENE_COLOURS",
-           "SCENE_SIZE", "STALE_SECONDS", "SUPERSAMPLING", "generate_signs", "remove_stale_partials", "render_scene",
-           "render_sign"]
+           "SCENE_SIZE", "STALE_SECONDS", "SUPERSAMPLING", "generate_signs", "read_manifest", "remove_stale_partials",
+           "render_scene", "render_sign"]
 
 #: Sign types that are not among the four targets; lesson 4 folds them into "unknown".
 OTHER_SIGNS: tuple[str, ...] = (
@@ -414,7 +414,8 @@ def _track_rng(seed: int, name: str, track: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode()), track])
 
 
-def _read_manifest(folder: Path) -> dict | None:
+def read_manifest(folder: Path) -> dict | None:
+    """The manifest of a generated folder (settings, counts), or ``None`` when it is missing or unreadable."""
     try:
         return json.loads((folder / MANIFEST_NAME).read_text())
     except (OSError, ValueError):
@@ -521,7 +522,7 @@ def generate_signs(
     folder = Path(root).expanduser() / digest
     if folder.parent.is_dir():
         remove_stale_partials(folder.parent, verbose=verbose)
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     if manifest is not None and manifest.get("settings") == settings:
         _repair(folder, manifest, seed, frames_per_track)
         return folder
@@ -550,7 +551,7 @@ def generate_signs(
         write_json_atomic(partial / MANIFEST_NAME, record)
         (partial / OWNER_FILE).unlink()
         if folder.exists():  # left by an interrupted run of an older layout, or finished meanwhile
-            if _read_manifest(folder) == record:
+            if read_manifest(folder) == record:
                 shutil.rmtree(partial)
                 return folder
             shutil.rmtree(folder)
