@@ -4,18 +4,24 @@ The work is lesson 3's on the CPU: the packaged EfficientNet-Lite0 with a new 10
 body blocks unfrozen (head plus body), AdamW with one learning rate for the head and a smaller one for the
 body, 64x64 images, batch 32, one epoch of training followed by one pass over the validation images.
 
-- *fit*: ``training.fit(..., epochs=1, verbose=False)``, with the library's defaults (channels-last on the
-  CPU, see :mod:`course_utils.devices`);
-- *fit contiguous*: the same with ``channels_last=False`` (the library's own cost, without the format's gain);
+- *fit*: ``training.fit(..., epochs=1, verbose=False)``, with the library's defaults: channels-last on the
+  CPU (see :mod:`course_utils.devices`) and the optimizer's fused implementation, which ``fit`` picks when
+  the caller left the choice to PyTorch (``training.use_fused_optimizer``);
+- *fit contiguous*: the same with ``channels_last=False`` (the library's own cost and the fused optimizer,
+  without the memory format's gain);
 - *plain loop*: the textbook loop (``model.train()``, ``zero_grad``, forward, loss, ``backward``, ``step``,
-  then evaluation under ``torch.no_grad()``) in PyTorch's default contiguous memory format.
+  then evaluation under ``torch.no_grad()``) in PyTorch's default contiguous memory format, with the same
+  AdamW run as PyTorch runs it by default on the CPU (a loop over the parameters).
 
 Both start from copies of the same model, see the same batches in the same order, and must end with the same
 losses up to float rounding (printed). The two alternate, round after round, in one process; the ratio is
 plain-loop time / fit time, median over the rounds (above 1: fit is faster). The images are synthetic tensors
-already in memory, so the figure is about the model's arithmetic, not image decoding.
+already in memory, so the figure is about the model's arithmetic, not image decoding. Single rounds on a
+2-core machine swing by +-0.2 around the median, hence 15 rounds by default (about two minutes). The thread
+wait policy changes the result: run it as the course runs, ``OMP_WAIT_POLICY=PASSIVE`` (``make benchmark``
+and the lessons set it), or unset for OpenMP's default.
 
-    .venv/bin/python benchmarks/bench_fit_vs_loop.py [--rounds 5] [--threads 1]
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_fit_vs_loop.py [--rounds 15] [--threads 1]
 """
 
 from __future__ import annotations
@@ -84,7 +90,7 @@ def with_fit_contiguous(model: nn.Module, train: DataLoader, val: DataLoader) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--last-blocks", default=str(LAST_BLOCKS),
                         help=f"blocks of the body that train besides the head, or 'all' (default: {LAST_BLOCKS})")

@@ -12,12 +12,11 @@ channels-last; :func:`course_utils.training.fit`, :func:`course_utils.features.c
 :func:`course_utils.evaluation.predict` use both.
 
 Why it is on by default on the CPU too (``benchmarks/bench_memory_format.py``; figures in
-``benchmarks/README.md``): on an idle 2-core CPU channels-last made EfficientNet-Lite0 about 2x faster
-forward and 2.5x faster in training and the ScratchCNN 1.4x faster in training; measured again on a heavily
-loaded machine with one thread per process, Lite0's forward pass was 1.75x and the ScratchCNN's 1.6x faster,
-and with two threads Lite0's training step 1.8x faster. The one case that came out slower was the forward pass
-with two threads on a machine running five times more threads than it had cores, where the threads of one
-convolution wait for each other; that is not a student's laptop, and the switch below is there for it.
+``benchmarks/README.md``): on an idle 2-core CPU with PyTorch 2.14, channels-last made EfficientNet-Lite0
+1.56x faster forward and 1.52x faster in training, ResNet-18 1.24x / 1.02x, ResNet-50 1.15x / 1.08x and the
+ScratchCNN 2.00x / 1.41x: faster for every model the course uses. (Earlier PyTorch versions gave Lite0 up to
+2.5x in training.) The one case measured slower was the forward pass with two threads on a machine running
+five times more threads than it had cores; that is not a student's laptop, and the switch below is there for it.
 
 It is a speed setting only: results agree with the contiguous format up to float rounding, and checkpoints
 do not depend on it (a state dict saved from a channels-last model loads into a contiguous one and back).

@@ -12,6 +12,8 @@ What :func:`fit` does for you, so that lessons can focus on the ideas:
 - channels-last memory format for the model and the image batches on the CPU and on CUDA, where it makes
   convolutions faster (see :mod:`course_utils.devices`; ``channels_last=False`` or
   ``COURSE_CHANNELS_LAST=0`` turns it off); mixed precision (``torch.autocast`` + ``GradScaler``) on CUDA only;
+- on the CPU, PyTorch's fused implementation of your Adam, AdamW, SGD or Adagrad optimizer, unless you chose
+  an implementation yourself (see :func:`use_fused_optimizer`);
 - optionally saves a checkpoint after every epoch and resumes from it.
 
 Reproducible resume: the checkpoint stores the random number generator states of ``random``, numpy,
@@ -43,7 +45,7 @@ from course_utils.files import display_path
 from course_utils.models import set_frozen_batchnorm_eval
 
 __all__ = ["BAR_REFRESH_SECONDS", "HISTORY_COLUMNS", "PROGRESS_EVERY_STEPS", "TEXT_BAR_REFRESH_SECONDS",
-           "evaluate_loss_accuracy", "fit", "train_one_epoch", "train_step"]
+           "evaluate_loss_accuracy", "fit", "train_one_epoch", "train_step", "use_fused_optimizer"]
 
 HISTORY_COLUMNS = [
     "epoch",
@@ -76,6 +78,40 @@ def _settings(model: nn.Module, device: torch.device | str | None, loss_fn: nn.M
 
 def _accumulator_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+#: Optimizer classes that take ``fused=True`` on the CPU (PyTorch 2.4 and later).
+_FUSED_ON_CPU = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.Adagrad)
+
+
+def use_fused_optimizer(optimizer: torch.optim.Optimizer) -> bool:
+    """Let a CPU optimizer update its parameters with PyTorch's fused implementation; return whether it now does.
+
+    Adam, AdamW, SGD and Adagrad leave the implementation to PyTorch by default (``fused=None`` and
+    ``foreach=None``), and on the CPU PyTorch then loops over the parameters, running about ten small
+    operations on each. ``fused=True`` updates each parameter in one pass over its memory: the same
+    arithmetic, equal up to float rounding, in half the time (an AdamW step over all of EfficientNet-Lite0:
+    11 ms instead of 21-24 ms on 2 cores). :func:`fit` and :func:`train_one_epoch` call this.
+
+    The optimizer is left as it is when you chose ``fused`` or ``foreach`` yourself, for other optimizer
+    classes, with ``differentiable=True``, when a parameter is not a float tensor on the CPU (on CUDA PyTorch
+    already picks a fast implementation itself) or when PyTorch is older than 2.4.
+    """
+    if not isinstance(optimizer, _FUSED_ON_CPU) or torch.torch_version.TorchVersion(torch.__version__) < "2.4":
+        return False
+    groups = optimizer.param_groups
+    if all(group.get("fused") for group in groups):
+        return True
+    chosen = any(group.get("fused") is not None or group.get("foreach") is not None
+                 or group.get("differentiable") for group in groups)
+    on_cpu = all(parameter.device.type == "cpu" and torch.is_floating_point(parameter)
+                 for group in groups for parameter in group["params"])
+    if chosen or not on_cpu:
+        return False
+    for group in groups:
+        group["fused"] = True
+    optimizer.defaults["fused"] = True  # groups added later get it too
+    return True
 
 
 def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
@@ -136,6 +172,7 @@ def train_one_epoch(
     if scaler is None:
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     prepare_model(model, device, channels_last)
+    use_fused_optimizer(optimizer)
     model.train()
     set_frozen_batchnorm_eval(model)
     loss_sum = torch.zeros((), dtype=_accumulator_dtype(device), device=device)
@@ -283,7 +320,8 @@ def fit(
     To keep the *best* model, call ``save_checkpoint`` after ``fit`` returns.
     ``mixed_precision`` defaults to on for CUDA (never used on the CPU). ``channels_last`` (default:
     :data:`course_utils.devices.CHANNELS_LAST`, on) trains in the faster channels-last memory format; the
-    history agrees with the contiguous format up to float rounding and checkpoints load either way.
+    history agrees with the contiguous format up to float rounding and checkpoints load either way. On the
+    CPU the optimizer runs fused where you left the choice to PyTorch (:func:`use_fused_optimizer`).
     ``first_epoch`` is the number the first epoch gets in the history and the messages, to continue a count
     begun elsewhere (lesson 1 trains 2 epochs by hand, then calls ``fit(..., first_epoch=3)``).
     """

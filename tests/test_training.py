@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from course_utils.checkpoints import load_checkpoint
-from course_utils.training import HISTORY_COLUMNS, evaluate_loss_accuracy, fit, train_one_epoch
+from course_utils.training import HISTORY_COLUMNS, evaluate_loss_accuracy, fit, train_one_epoch, use_fused_optimizer
 
 
 def points(n: int, seed: int) -> TensorDataset:
@@ -171,6 +172,47 @@ def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path):
     history, _ = run(2, checkpoint_path=tmp_path / "missing" / "last.pt", resume=True)
     assert history["epoch"].tolist() == [1, 2]
     assert (tmp_path / "missing" / "last.pt").is_file()
+
+
+def trained_with(optimizer_class, seed: int = 0, **implementation):
+    """Three epochs of fit from seed 0 with ``optimizer_class(..., **implementation)``; the ops it ran."""
+    random.seed(seed)
+    np.random.seed(seed)
+    model = tiny_model(seed)
+    train, val = loaders(seed)
+    optimizer = optimizer_class(model.parameters(), lr=0.05, **implementation)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        history = fit(model, train, val, epochs=3, optimizer=optimizer, verbose=False)
+    operations = {event.key for event in profile.key_averages()}
+    return history.drop(columns="seconds"), model, optimizer, operations
+
+
+@pytest.mark.parametrize(("optimizer_class", "fused_kernel"), [
+    (torch.optim.AdamW, "aten::_fused_adamw_"), (torch.optim.Adam, "aten::_fused_adam_"),
+    (torch.optim.SGD, "aten::_fused_sgd_")])
+def test_a_default_cpu_optimizer_steps_fused_and_trains_as_the_loop_does(optimizer_class, fused_kernel):
+    fused, fused_model, optimizer, operations = trained_with(optimizer_class)
+    assert fused_kernel in operations
+    assert all(group["fused"] for group in optimizer.param_groups)
+    # foreach=False is the loop PyTorch runs by default on the CPU; chosen explicitly, fit leaves it alone
+    looped, looped_model, loop_optimizer, loop_operations = trained_with(optimizer_class, foreach=False)
+    assert fused_kernel not in loop_operations
+    assert all(group["fused"] is None for group in loop_optimizer.param_groups)
+    pd.testing.assert_frame_equal(fused, looped, check_exact=False, rtol=1e-4, atol=1e-5)
+    for key, value in fused_model.state_dict().items():
+        torch.testing.assert_close(value, looped_model.state_dict()[key], rtol=1e-4, atol=1e-5)
+
+
+def test_an_optimizer_whose_implementation_was_chosen_or_that_has_no_fused_form_is_left_alone():
+    weights = nn.Parameter(torch.zeros(3))
+    assert not use_fused_optimizer(torch.optim.SGD([weights], lr=0.1, fused=False))
+    assert not use_fused_optimizer(torch.optim.Adam([weights], foreach=True))
+    assert not use_fused_optimizer(torch.optim.RMSprop([weights]))
+    assert use_fused_optimizer(torch.optim.AdamW([weights], fused=True))  # already fused: stays so
+    optimizer = torch.optim.AdamW([weights])
+    assert use_fused_optimizer(optimizer)
+    optimizer.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "lr": 0.01})
+    assert optimizer.param_groups[1]["fused"] is True  # a group added afterwards is fused too
 
 
 def test_frozen_batchnorm_keeps_its_running_statistics():
