@@ -15,6 +15,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,8 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="regenerate the student notebooks from the solutions")
     folders(build)
     build.add_argument("--repository", metavar="URL",
-                       help="publish a fork: point config.REPOSITORY_URL, every badge and every set-up cell at "
-                            "https://github.com/<owner>/<name>")
+                       help="publish a fork: point the Repository address in pyproject.toml, every badge and every "
+                            "set-up cell at https://github.com/<owner>/<name>")
     folders(commands.add_parser("check", help="exit 1 when the student notebooks are out of date"))
 
     run = commands.add_parser("run", help="execute lessons with papermill and write a report")
@@ -99,7 +100,7 @@ def _build(args: argparse.Namespace) -> int:
     require_solutions_dir(args.solutions)
 
     if args.repository:
-        print(f"wrote {set_repository_url(args.repository)} (REPOSITORY_URL = {args.repository})")
+        print(f"wrote {set_repository_url(args.repository, args.solutions)} (Repository = {args.repository})")
     changed = build(args.solutions, args.notebooks)
     for path in changed:
         print(f"{'removed' if not path.exists() else 'wrote'} {path}")
@@ -124,8 +125,13 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from course_tools.runner import INTERRUPTED_EXIT_CODE, run_lessons
+    from course_tools.runner import interrupted_exit_code, run_lessons
+    from course_utils.files import check_folder_path
 
+    try:
+        check_folder_path(args.output)  # before any lesson starts: "running" then a raw errno helps nobody
+    except NotADirectoryError as error:
+        raise NotADirectoryError(f"--output: {error}") from None
     parameters = dict(args.parameter)
     results = run_lessons(args.lessons or None, profile=args.profile, parameters=parameters,
                           output_dir=args.output, solutions_dir=args.solutions,
@@ -136,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
     stopped = next((result for result in results if result.status == "interrupted"), None)
     if stopped is not None:
         print(f"{stopped.error}; report: {report}", file=sys.stderr)
-        return INTERRUPTED_EXIT_CODE
+        return interrupted_exit_code(stopped)
     print(f"{len(results) - len(failed)} of {len(results)} lesson(s) passed; report: {report}")
     for result in failed:
         print(f"  {result.status}: {result.error}")
@@ -163,6 +169,13 @@ def _prefetch(args: argparse.Namespace) -> int:
         raise ValueError("Say what to fetch: --dataset and/or --arch, or --kit DIR for a workshop kit.")
     if args.wheels_from is not None and args.kit is None:
         raise ValueError("--wheels-from only applies to --kit DIR.")
+    if args.kit is not None:
+        kit = Path(os.path.abspath(args.kit))
+        here = Path.cwd()
+        if kit == here or kit in here.parents:
+            raise ValueError(f"--kit {args.kit} is the folder you are in (or one above it): the kit is written as a "
+                             "folder of its own; pass a new folder, e.g. --kit workshop-kit.")
+        args.kit = Path(os.path.normpath(args.kit))  # "kits/new/.." -> "kits": a folder with a name
     prefetch(args.dataset, args.arch, data_dir=args.data_dir, torch_home=args.torch_home, kit=args.kit,
              wheels_from=args.wheels_from)
     return 0
@@ -171,8 +184,10 @@ def _prefetch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``course`` command with ``argv`` (default: the command line); return the exit status.
 
-    0 on success, 1 when a check or a lesson failed, 2 for a usage error (unknown lesson, parameter value,
-    no solutions folder, ...), 130 when stopped with Ctrl+C.
+    0 on success, 1 when a check or a lesson failed or memory ran out, 2 for a usage error or a path that cannot
+    be used (unknown lesson, parameter value, no solutions folder, an output that cannot be written, ...), 130
+    when stopped with Ctrl+C, 143 with SIGTERM, 129 with SIGHUP (128 + the signal's number). Each of these
+    errors is one line on standard error.
     """
     args = _parser().parse_args(argv)
     handlers = {"build": _build, "check": _check, "run": _run, "params": _params, "prefetch": _prefetch,
@@ -182,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"course {args.command}: interrupted.", file=sys.stderr)
         return 130
+    except MemoryError as error:
+        advice = str(error) or "Out of memory: close other programs, or use smaller batches or a smaller profile."
+        print(f"course {args.command}: error: {advice}", file=sys.stderr)
+        return 1
     except (ValueError, RuntimeError, OSError) as error:
         print(f"course {args.command}: error: {error}", file=sys.stderr)
         return 2

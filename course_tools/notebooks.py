@@ -3,10 +3,15 @@
 A maintainer edits only the notebooks in ``solutions/``. ``course build`` then
 
 1. rewrites the cell tagged ``setup`` (installs the package on Colab and Kaggle) and the markdown cell tagged
-   ``badges`` ("Open in Colab", "Open in Kaggle") from the templates below, so the repository URL lives in
-   one place (:data:`course_utils.config.REPOSITORY_URL`);
+   ``badges`` ("Open in Colab", "Open in Kaggle") from the templates below, with the repository address of
+   the course being built: data, not code, in one place, the ``Repository`` entry of ``[project.urls]`` in
+   the ``pyproject.toml`` beside ``solutions/`` (:func:`repository_url`);
 2. writes the student version of each notebook to ``notebooks/``: every solution region becomes a stub,
-   outputs are cleared, everything else is kept.
+   outputs, cell metadata (tags aside) and attachments are cleared, everything else is kept. Each student
+   notebook records in its metadata (:data:`GENERATED_KEY`) which solution it came from and a digest of what
+   was written, so that a later build overwrites or removes only notebooks it wrote and nobody changed
+   since: a changed one is first copied to ``<name>.backup-<date>-<time>.ipynb``, files it did not write
+   are never touched.
 
 ``course check`` says what ``course build`` would change, and whether any solution line leaked.
 
@@ -37,30 +42,36 @@ Regions must hold whole statements (not part of an expression), so that the stub
 
 Markdown cells may hold solution regions too (a written answer, say); each becomes one line,
 :data:`MARKDOWN_STUB`, at the indentation of its ``### BEGIN SOLUTION`` line. They need no exercise comment.
+
+A line that looks like a marker but is not exactly one (``## BEGIN SOLUTION``, ``### Begin Solution``,
+``### END SOLUTION (answer)``) is an error: left as it is, it would publish the answer it was meant to hide.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import os
 import re
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlparse
 
 import nbformat
 
-from course_utils import __version__, config
+from course_utils import __version__
 from course_utils.files import atomic_write
 
-__all__ = ["BADGES_TAG", "BEGIN_MARKER", "BRANCH", "END_MARKER", "MARKDOWN_STUB", "PARAMETERS_TAG",
-           "REFERENCE_PREFIX", "SETUP_TAG", "STUB_COMMENT", "MarkerError", "Parameter", "badges_markdown", "build",
-           "check", "leaked_solution_lines", "notebook_url", "read_notebook", "read_parameters", "release_tag",
+__all__ = ["BADGES_TAG", "BEGIN_MARKER", "BRANCH", "END_MARKER", "GENERATED_KEY", "HINT_TAG", "MARKDOWN_STUB",
+           "PARAMETERS_TAG", "REFERENCE_PREFIX", "SETUP_TAG", "STUB_COMMENT", "BuildError", "MarkerError", "Parameter",
+           "badges_markdown", "build", "check", "checked_repository_url", "content_digest", "leaked_solution_lines",
+           "mark_generated", "notebook_url", "read_notebook", "read_parameters", "release_tag", "repository_url",
            "set_repository_url", "setup_cell_source", "show_parameters", "solution_lines", "solution_notebooks",
            "strip_markdown_solutions", "strip_solutions", "stub_message", "student_version", "sync_template_cells",
-           "write_notebook"]
+           "unchanged_since_build", "write_notebook"]
 
 BEGIN_MARKER = "### BEGIN SOLUTION"
 END_MARKER = "### END SOLUTION"
@@ -76,18 +87,26 @@ BRANCH = "main"
 SETUP_TAG = "setup"
 BADGES_TAG = "badges"
 PARAMETERS_TAG = "parameters"
+#: Tag of a markdown cell that shows solution lines on purpose (the steps of a loop the exercise assembles):
+#: ``course check`` does not call them leaked there.
+HINT_TAG = "solution-hint"
 
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)###\s*BEGIN SOLUTION\s*$")
 _END = re.compile(r"^[ \t]*###\s*END SOLUTION\s*$")
+# Anything that a reader would take for a marker: any number of #, any case, words run together, text after.
+_NEAR_MARKER = re.compile(r"^\s*(?:#+|<!--|\*\*|__)\s*(?:BEGIN|END)[\s_-]*SOLUTIONS?(?![A-Za-z0-9])", re.IGNORECASE)
 _REFERENCE = re.compile(r"^[ \t]*#\s*Reference:\s*(?P<line>\S.*?)\s*$")
 _EXERCISE = re.compile(r"^\s*#\s*Exercise(?:\s+(?P<number>\d+))?\s*:\s*(?P<title>\S.*?)\s*$")
 # Metadata written when a notebook runs; it describes outputs, so student versions drop it with them.
-_EXECUTION_CELL_METADATA = ("execution", "papermill")
 _EXECUTION_NOTEBOOK_METADATA = ("papermill", "widgets")
 
 
 class MarkerError(ValueError):
-    """A solution marker is misplaced: nested BEGIN, END without BEGIN, or a missing END."""
+    """A solution marker is misplaced (nested BEGIN, END without BEGIN, a missing END) or only nearly a marker."""
+
+
+class BuildError(ValueError):
+    """``course build`` cannot write where it was asked to without destroying something it did not write."""
 
 
 class Parameter(NamedTuple):
@@ -160,6 +179,10 @@ def _strip(source: str, label: str | None, exercise_label: Callable[[str], str |
                 raise error(f"{END_MARKER} on line {index + 1} without {BEGIN_MARKER}")
             output.extend([f"{indent}{MARKDOWN_STUB}\n"] if markdown else _stub(indent, label or "", reference))
             begin_line = None
+        elif _NEAR_MARKER.match(text):
+            raise error(f"line {index + 1}, {text.strip()!r}, looks like a solution marker but is not one, so the "
+                        f"answer would be published: write exactly '{BEGIN_MARKER}' or '{END_MARKER}' (three #, "
+                        "capitals, nothing after)")
         elif not markdown and begin_line is not None and index == begin_line + 1 and _REFERENCE.match(text):
             reference = _REFERENCE.match(text).group("line")
         elif begin_line is None:
@@ -207,13 +230,35 @@ def solution_lines(source: str) -> list[str]:
     return found
 
 
+def _student_cell_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The cell metadata a student version keeps: the tags, and Jupyter's display switches when they are flags.
+
+    Anything else (notes, grading data, answers an author tucked away) is dropped.
+    """
+    kept: dict[str, Any] = {}
+    tags = metadata.get("tags")
+    if isinstance(tags, list) and all(isinstance(tag, str) for tag in tags):
+        kept["tags"] = list(tags)
+    for key in ("collapsed", "editable", "deletable", "scrolled"):
+        if isinstance(metadata.get(key), bool) or (key == "scrolled" and metadata.get(key) == "auto"):
+            kept[key] = metadata[key]
+    jupyter = metadata.get("jupyter")
+    if isinstance(jupyter, dict):
+        hidden = {key: value for key, value in jupyter.items()
+                  if key in ("source_hidden", "outputs_hidden") and isinstance(value, bool)}
+        if hidden:
+            kept["jupyter"] = hidden
+    return kept
+
+
 def student_version(nb: nbformat.NotebookNode, notebook_name: str = "notebook") -> nbformat.NotebookNode:
     """Return the student version of a solution notebook (the input is not changed).
 
-    Solution regions become stubs (in markdown cells, one line :data:`MARKDOWN_STUB`), code outputs and
-    execution counts are cleared, and the metadata a run writes (execution times, papermill records, widget
-    state) is dropped with them. The rest of the markdown, cell ids, tags and all other metadata stay
-    identical. Errors name ``notebook_name``, the cell and exercise.
+    Solution regions become stubs (in markdown and raw cells, one line :data:`MARKDOWN_STUB`), code outputs
+    and execution counts are cleared, and the metadata a run writes (papermill records, widget state) is
+    dropped with them. Cell metadata keeps only the tags and Jupyter's display switches, and attachments
+    (images pasted into markdown) are removed: both could carry an answer. The rest of the markdown, cell ids
+    and the notebook's kernel metadata stay identical. Errors name ``notebook_name``, the cell and exercise.
     """
     student = copy.deepcopy(nb)
     for key in _EXECUTION_NOTEBOOK_METADATA:
@@ -221,10 +266,10 @@ def student_version(nb: nbformat.NotebookNode, notebook_name: str = "notebook") 
     count = 0
     current: str | None = None
     for index, cell in enumerate(student.cells):
-        for key in _EXECUTION_CELL_METADATA:
-            cell.metadata.pop(key, None)
+        cell.metadata = nbformat.NotebookNode(_student_cell_metadata(cell.get("metadata", {})))
+        cell.pop("attachments", None)
         where = f"{notebook_name}, cell {index}"
-        if cell.cell_type == "markdown":
+        if cell.cell_type in ("markdown", "raw"):
             cell.source = strip_markdown_solutions(cell.source, where)
         if cell.cell_type != "code":
             continue
@@ -248,16 +293,19 @@ def student_version(nb: nbformat.NotebookNode, notebook_name: str = "notebook") 
 
 
 # --------------------------------------------------------------------------------------------------------
-# The set-up cell and the badges (templates; the repository URL comes from config.REPOSITORY_URL)
+# The set-up cell's template (the repository address and the version are filled in by setup_cell_source)
 # --------------------------------------------------------------------------------------------------------
 
 _SETUP_TEMPLATE = '''\
 # Set-up: on Colab and Kaggle this installs the course package; on your own machine it does nothing.
 # (Written by `course build` from course_tools/notebooks.py: edit the template there, not here.)
 def _set_up_course(repository="{repository}", ref="{ref}", version="{version}"):
+    import hashlib
     import importlib
     import importlib.metadata
+    import json
     import os
+    import shutil
     import subprocess
     import sys
     import tempfile
@@ -294,10 +342,37 @@ def _set_up_course(repository="{repository}", ref="{ref}", version="{version}"):
     if installed == version:
         print(f"Set-up ({{platform}}): the course package {{version}} is already installed.")
     else:
+        checked = None
         if kit is not None:
             source = f"the workshop kit in {{kit}}"
-            pip = ["--no-index", "--find-links", str(kit / "wheels"), f"course-utils=={{version}}"]
             advice = "rebuild the kit with `course prefetch --kit` from this version of the course"
+            # Only wheels whose SHA-256 matches the kit's manifest are installed, copied from the bytes checked.
+            listing = kit / "course-kit.json"
+            try:
+                manifest = json.loads(listing.read_text(encoding="utf-8"))
+                wheels, digests = manifest.get("wheels", []), manifest.get("files", {{}})
+                if not (isinstance(wheels, list) and isinstance(digests, dict)):
+                    raise ValueError("no list of wheels and their SHA-256")
+            except (OSError, ValueError, AttributeError) as error:
+                raise SetUpFailed(f"{{listing}} is not a kit manifest ({{error}}): {{advice}}.") from None
+            verified = {{}}
+            for name in wheels:
+                if not (isinstance(name, str) and name.endswith(".whl") and Path(name).name == name
+                        and not name.startswith(".")):
+                    raise SetUpFailed(f"{{listing}} lists {{name!r}}, which is not a wheel's name: {{advice}}.")
+                wheel = kit / "wheels" / name
+                try:
+                    data = wheel.read_bytes()
+                except OSError as error:
+                    raise SetUpFailed(f"{{wheel}} cannot be read ({{error.strerror}}): {{advice}}.") from None
+                if hashlib.sha256(data).hexdigest() != digests.get("wheels/" + name):
+                    raise SetUpFailed(f"{{wheel}} does not match the SHA-256 recorded in course-kit.json (changed or "
+                                      f"damaged since the kit was built): nothing was installed; {{advice}}.")
+                verified[name] = data
+            checked = Path(tempfile.mkdtemp(prefix="course-kit-wheels-"))
+            for name, data in verified.items():
+                (checked / name).write_bytes(data)
+            pip = ["--no-index", "--find-links", str(checked), f"course-utils=={{version}}"]
         else:
             source = f"{{repository}} at {{ref}}"
             pip = [f"course-utils @ git+{{repository}}@{{ref}}"]
@@ -306,6 +381,8 @@ def _set_up_course(repository="{repository}", ref="{ref}", version="{version}"):
         print(f"Set-up ({{platform}}): installing the course package {{version}} from {{source}} ...")
         result = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
                                  "--retries", "1", *pip], capture_output=True, text=True)
+        if checked is not None:
+            shutil.rmtree(checked, ignore_errors=True)
         if result.returncode != 0:
             log = Path(tempfile.gettempdir()) / "course-setup-pip.log"
             log.write_text(result.stdout + result.stderr)
@@ -351,10 +428,100 @@ del _set_up_course
 '''
 
 
-def _owner_and_repository(url: str | None = None) -> str:
-    """``owner/name`` of a GitHub repository URL (default: ``config.REPOSITORY_URL``)."""
-    path = urlparse(url or config.REPOSITORY_URL).path.strip("/")
-    return path[:-4] if path.endswith(".git") else path
+# --------------------------------------------------------------------------------------------------------
+# The repository address: data in the pyproject.toml of the course being built, never Python source
+# --------------------------------------------------------------------------------------------------------
+
+# GitHub's rules: an owner is letters, digits and single hyphens; a repository name letters, digits, ".", "_", "-".
+_GITHUB_URL = re.compile(r"^https://github\.com/(?P<owner>[A-Za-z0-9](?:-?[A-Za-z0-9]){0,38})/"
+                         r"(?P<name>[A-Za-z0-9._-]{1,100})$")
+# The [project.urls] table of a pyproject.toml (up to the next table), and its Repository = "..." line.
+_URLS_TABLE = re.compile(r"^\[project\.urls\][ \t]*(?:#[^\n]*)?$(?P<body>.*?)(?=^[ \t]*\[|\Z)",
+                         re.MULTILINE | re.DOTALL)
+_REPOSITORY_ENTRY = re.compile(r'^(?P<key>[ \t]*"?Repository"?[ \t]*=[ \t]*)"(?P<url>[^"\n]*)"'
+                               r'(?P<rest>[ \t]*(?:#.*)?)$', re.MULTILINE)
+_PROJECT_FILE = "pyproject.toml"
+
+
+def checked_repository_url(url: str, where: str = "--repository") -> str:
+    """``url`` as ``https://github.com/<owner>/<name>`` (a trailing ``/`` or ``.git`` dropped), else ValueError.
+
+    The badges open the notebooks through GitHub, so only a GitHub address will do; ``where`` names the value
+    in the error (the option, or the file it was read from).
+    """
+    cleaned = url.strip().removesuffix("/").removesuffix(".git") if isinstance(url, str) else ""
+    match = _GITHUB_URL.match(cleaned)
+    if not match or ".." in match.group("name") or match.group("name") == ".":
+        raise ValueError(f"{where} {url!r} is not a GitHub repository address: use "
+                         "https://github.com/<owner>/<name>, the fork's page on GitHub.")
+    return cleaned
+
+
+def _course_checkout() -> Path:
+    """The checkout these tools run from: the folder above ``course_tools/``."""
+    return Path(__file__).resolve().parents[1]
+
+
+def _repository_entry(path: Path) -> tuple[str, int, re.Match[str]]:
+    """A ``pyproject.toml``'s text, and its one ``Repository = "..."`` line of ``[project.urls]`` (with the
+    line's offset in the text)."""
+    if path.is_symlink() or not path.is_file():
+        raise ValueError(f"{path} is not a regular file: the course's repository address lives in the "
+                         "pyproject.toml of the course repository, under [project.urls].")
+    text = path.read_text(encoding="utf-8")
+    entries = [(table.start("body"), entry) for table in _URLS_TABLE.finditer(text)
+               for entry in _REPOSITORY_ENTRY.finditer(table.group("body"))]
+    if len(entries) != 1:
+        raise ValueError(f"{path} has no single 'Repository = \"https://github.com/<owner>/<name>\"' line under "
+                         "[project.urls]: add it there (the address course build writes into every notebook).")
+    offset, entry = entries[0]
+    return text, offset, entry
+
+
+def repository_url(root: str | Path | None = None) -> str:
+    """The GitHub address of the course repository ``root``: ``Repository`` in its ``pyproject.toml``.
+
+    ``root`` is the folder that holds ``solutions/``. When it has no ``pyproject.toml`` (solutions copied to
+    a scratch folder), the address is read from the checkout these tools run from; it is only ever written
+    by :func:`set_repository_url`, into the repository being built.
+    """
+    folder = Path(root) if root is not None else _course_checkout()
+    if not (folder / _PROJECT_FILE).exists() and not (folder / _PROJECT_FILE).is_symlink():
+        folder = _course_checkout()
+    path = folder / _PROJECT_FILE
+    _, _, entry = _repository_entry(path)
+    return checked_repository_url(entry.group("url"), where=f"{path}: Repository")
+
+
+def _repository_root(solutions_dir: str | Path) -> Path:
+    """The course repository being built: the folder holding ``solutions_dir`` (as given, links not followed)."""
+    return Path(os.path.abspath(solutions_dir)).parent
+
+
+def set_repository_url(url: str, solutions_dir: str | Path = "solutions") -> Path:
+    """Point the course at another repository (a fork): rewrite its address in the repository being built.
+
+    That is the ``Repository`` line under ``[project.urls]`` in the ``pyproject.toml`` beside
+    ``solutions_dir``, and only that line: no Python source, no other checkout (the one the course package
+    is imported from may be another). ``url`` must be ``https://github.com/<owner>/<name>``. A ``build`` of
+    the same ``solutions_dir`` that follows writes every badge and set-up cell with it. Returns the file.
+    """
+    url = checked_repository_url(url)
+    path = _repository_root(solutions_dir) / _PROJECT_FILE
+    if not path.exists() and not path.is_symlink():
+        raise ValueError(f"No {_PROJECT_FILE} in {path.parent}: --repository rewrites the address of the course "
+                         f"repository that holds {solutions_dir}; run it in a clone of the course.")
+    text, offset, entry = _repository_entry(path)
+    line = f'{entry.group("key")}"{url}"{entry.group("rest")}'
+    updated = text[:offset + entry.start()] + line + text[offset + entry.end():]
+    with atomic_write(path) as temporary:
+        temporary.write_text(updated, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------
+# The set-up cell and the badges
+# --------------------------------------------------------------------------------------------------------
 
 
 def release_tag(version: str = __version__) -> str:
@@ -362,55 +529,39 @@ def release_tag(version: str = __version__) -> str:
     return f"v{version}"
 
 
-def setup_cell_source() -> str:
-    """The source of the set-up cell (tag ``setup``): ``config.REPOSITORY_URL`` at :func:`release_tag`.
+def setup_cell_source(repository: str | None = None) -> str:
+    """The source of the set-up cell (tag ``setup``): the course from ``repository`` at :func:`release_tag`.
 
-    On Colab or Kaggle it installs the course package unless this version is already installed: from a
-    workshop kit when it finds one (``$COURSE_KIT``, else ``course-kit.json`` under ``/kaggle/input``, or
-    ``$COURSE_KAGGLE_INPUT`` for tests), with no package index; otherwise from the repository at the release
+    ``repository`` defaults to :func:`repository_url` of the checkout these tools run from. On Colab or
+    Kaggle the cell installs the course package unless this version is already installed: from a workshop
+    kit when it finds one (``$COURSE_KIT``, else ``course-kit.json`` under ``/kaggle/input``, or
+    ``$COURSE_KAGGLE_INPUT`` for tests), with no package index and only wheels whose SHA-256 matches the
+    kit's manifest (a changed wheel stops the cell, named); otherwise from the repository at the release
     tag. A failed install prints one sentence (what failed, what to do, where pip's log is) and stops the
     notebook with a one-line error. It then links the data sets and weights of the kit (on Kaggle, of
-    anything attached) into the lessons' caches. Elsewhere it does nothing. Before the install it needs only
-    the standard library.
+    anything attached) into the lessons' caches. Elsewhere it does nothing. It needs only the standard
+    library before the install.
     """
-    return _SETUP_TEMPLATE.format(repository=config.REPOSITORY_URL, ref=release_tag(),
-                                  version=__version__).rstrip("\n")
+    repository = checked_repository_url(repository) if repository is not None else repository_url()
+    return _SETUP_TEMPLATE.format(repository=repository, ref=release_tag(), version=__version__).rstrip("\n")
 
 
-_GITHUB_URL = re.compile(r"^https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_REPOSITORY_LINE = re.compile(r'^REPOSITORY_URL = "[^"]*"$', re.MULTILINE)
+def _owner_and_name(repository: str | None) -> str:
+    """``owner/name`` of a GitHub repository address (default: :func:`repository_url`)."""
+    url = checked_repository_url(repository) if repository is not None else repository_url()
+    return url.removeprefix("https://github.com/")
 
 
-def set_repository_url(url: str) -> Path:
-    """Point the course at another repository (a fork): rewrite ``REPOSITORY_URL`` in ``config.py``.
-
-    ``url`` must be a GitHub address, ``https://github.com/<owner>/<name>``, because the badges open the
-    notebooks through GitHub. The running process uses the new URL at once, so a ``build`` that follows
-    rewrites every badge and set-up cell with it. Returns the path of the rewritten ``config.py``.
-    """
-    url = url.strip().removesuffix("/").removesuffix(".git")
-    if not _GITHUB_URL.match(url):
-        raise ValueError(f"--repository {url!r} is not a GitHub repository address: use "
-                         "https://github.com/<owner>/<name>, the fork's page on GitHub.")
-    path = Path(config.__file__)
-    text = path.read_text(encoding="utf-8")
-    if len(_REPOSITORY_LINE.findall(text)) != 1:
-        raise ValueError(f"{path} has no single line 'REPOSITORY_URL = \"...\"' to rewrite; restore it first.")
-    with atomic_write(path) as temporary:
-        temporary.write_text(_REPOSITORY_LINE.sub(f'REPOSITORY_URL = "{url}"', text), encoding="utf-8")
-    config.REPOSITORY_URL = url
-    return path
-
-
-def notebook_url(lesson: str) -> str:
+def notebook_url(lesson: str, repository: str | None = None) -> str:
     """The GitHub address of a lesson's student notebook."""
-    return f"https://github.com/{_owner_and_repository()}/blob/{BRANCH}/notebooks/{lesson}.ipynb"
+    return f"https://github.com/{_owner_and_name(repository)}/blob/{BRANCH}/notebooks/{lesson}.ipynb"
 
 
-def badges_markdown(lesson: str) -> str:
+def badges_markdown(lesson: str, repository: str | None = None) -> str:
     """Markdown for the "Open in Colab" and "Open in Kaggle" badges of a lesson's student notebook."""
-    colab = f"https://colab.research.google.com/github/{_owner_and_repository()}/blob/{BRANCH}/notebooks/{lesson}.ipynb"
-    kaggle = f"https://kaggle.com/kernels/welcome?src={notebook_url(lesson)}"
+    colab = (f"https://colab.research.google.com/github/{_owner_and_name(repository)}/blob/{BRANCH}/notebooks/"
+             f"{lesson}.ipynb")
+    kaggle = f"https://kaggle.com/kernels/welcome?src={notebook_url(lesson, repository)}"
     return (
         f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab})\n"
         f"[![Open in Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)]({kaggle})"
@@ -421,10 +572,11 @@ def _tagged(nb: nbformat.NotebookNode, tag: str) -> list[Any]:
     return [cell for cell in nb.cells if tag in cell.get("metadata", {}).get("tags", [])]
 
 
-def sync_template_cells(nb: nbformat.NotebookNode, lesson: str) -> bool:
+def sync_template_cells(nb: nbformat.NotebookNode, lesson: str, repository: str | None = None) -> bool:
     """Rewrite the ``setup`` and ``badges`` cells of ``nb`` from their templates; whether any changed."""
+    templates = ((SETUP_TAG, setup_cell_source(repository)), (BADGES_TAG, badges_markdown(lesson, repository)))
     changed = False
-    for tag, source in ((SETUP_TAG, setup_cell_source()), (BADGES_TAG, badges_markdown(lesson))):
+    for tag, source in templates:
         for cell in _tagged(nb, tag):
             if cell.source != source:
                 cell.source = source
@@ -465,67 +617,225 @@ def write_notebook(nb: nbformat.NotebookNode, path: str | Path) -> Path:
     return Path(path)
 
 
-def _same(nb: nbformat.NotebookNode, path: Path) -> bool:
-    return path.is_file() and read_notebook(path) == nb
+# --------------------------------------------------------------------------------------------------------
+# What build wrote: a record in each student notebook's metadata
+# --------------------------------------------------------------------------------------------------------
+
+#: The notebook metadata key where ``build`` records what it wrote:
+#: ``{"generated_from": "<solution file name>", "sha256": <content_digest of what it wrote>}``.
+GENERATED_KEY = "course"
 
 
-def build(solutions_dir: str | Path = "solutions", notebooks_dir: str | Path = "notebooks") -> list[Path]:
-    """Regenerate the student notebooks from the solution notebooks; return the files changed.
+def content_digest(nb: nbformat.NotebookNode) -> str:
+    """SHA-256 of what a person can change in a notebook: each cell's type, source, outputs and attachments.
+
+    Metadata that Jupyter rewrites on its own (kernel, language version, scroll state) is left out.
+    """
+    cells = [{"cell_type": cell.get("cell_type"), "source": cell.get("source"), "outputs": cell.get("outputs", []),
+              "attachments": cell.get("attachments", {})} for cell in nb.get("cells", [])]
+    return hashlib.sha256(json.dumps(cells, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def mark_generated(nb: nbformat.NotebookNode, solution_name: str) -> nbformat.NotebookNode:
+    """Record in ``nb``'s metadata that ``build`` wrote it from ``solution_name``, with its content digest."""
+    nb.metadata[GENERATED_KEY] = {"generated_from": solution_name, "sha256": content_digest(nb)}
+    return nb
+
+
+def unchanged_since_build(nb: nbformat.NotebookNode | None, file_name: str) -> bool:
+    """Whether the notebook in file ``file_name`` is one ``build`` wrote there and nobody changed since.
+
+    Its record must name the solution of the same file name (a copy such as Jupyter's ``-Copy1`` keeps the
+    record of the notebook it copied, so it is not one) and its content must still match the digest.
+    """
+    metadata = nb.get("metadata") if isinstance(nb, dict) else None
+    record = metadata.get(GENERATED_KEY) if isinstance(metadata, dict) else None
+    return (isinstance(record, dict) and record.get("generated_from") == file_name
+            and record.get("sha256") == content_digest(nb))
+
+
+def _read_if_notebook(path: Path) -> nbformat.NotebookNode | None:
+    """The notebook in ``path``, or ``None`` when it is not one that can be read (damaged, not JSON, ...)."""
+    try:
+        nb = read_notebook(path)
+    except Exception:  # anything unreadable is treated as someone's file, never as the course's
+        return None
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    if not (isinstance(cells, list) and all(isinstance(cell, dict) for cell in cells)
+            and isinstance(nb.get("metadata"), dict)):
+        return None
+    return nb
+
+
+def _require_writable_target(path: Path) -> None:
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise BuildError(f"{path} is not a regular file (a link, a folder or a device): course build writes only "
+                         "notebooks it created; move it away, or choose another --notebooks folder.")
+
+
+def _backup_path(path: Path) -> Path:
+    """A new name beside ``path``: ``<name>.backup-<date>-<time>.ipynb`` (``-2``, ``-3``, ... if taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate, number = path.with_name(f"{path.stem}.backup-{stamp}{path.suffix}"), 1
+    while candidate.exists() or candidate.is_symlink():
+        number += 1
+        candidate = path.with_name(f"{path.stem}.backup-{stamp}-{number}{path.suffix}")
+    return candidate
+
+
+def _back_up(path: Path) -> Path:
+    """Copy ``path`` to a new :func:`_backup_path` (never over an existing file) and return the copy."""
+    backup = _backup_path(path)
+    with open(backup, "xb") as handle:
+        handle.write(path.read_bytes())
+    return backup
+
+
+def _refuse_solutions_as_output(solutions_dir: Path, notebooks_dir: Path) -> None:
+    same = notebooks_dir.resolve() == solutions_dir.resolve()
+    if not same and notebooks_dir.exists() and solutions_dir.exists():
+        same = os.path.samefile(notebooks_dir, solutions_dir)
+    if same:
+        raise BuildError(f"--notebooks {notebooks_dir} is the solutions folder {solutions_dir}: the student "
+                         "versions would replace the solutions; write them to another folder (default notebooks).")
+
+
+# --------------------------------------------------------------------------------------------------------
+# build and check
+# --------------------------------------------------------------------------------------------------------
+
+
+class _Lesson(NamedTuple):
+    """One solution notebook, its templates synced, and the student notebook build would write for it."""
+
+    path: Path
+    solution: nbformat.NotebookNode
+    ids_added: bool
+    templates_changed: bool
+    student: nbformat.NotebookNode
+    earlier_student_digest: str
+
+
+def _lesson(path: Path, nb: nbformat.NotebookNode, repository: str) -> _Lesson:
+    """Sync ``nb`` (read from ``path``) with the templates and make its marked student version."""
+    # What a build before this one wrote from the solution as it is on disk (before its templates change).
+    earlier = content_digest(student_version(nb, notebook_name=str(path)))
+    ids_added = _add_missing_ids(nb)
+    templates_changed = sync_template_cells(nb, path.stem, repository)
+    student = mark_generated(student_version(nb, notebook_name=str(path)), path.name)
+    return _Lesson(path, nb, ids_added, templates_changed, student, earlier)
+
+
+def _written_by_build(existing: nbformat.NotebookNode | None, lesson: _Lesson, target: Path) -> bool:
+    """Whether ``target`` holds a notebook build wrote and nobody changed (also one written before builds
+    recorded themselves: its content is exactly a student version of the solution)."""
+    if existing is None:
+        return False
+    return (unchanged_since_build(existing, target.name)
+            or content_digest(existing) in (lesson.earlier_student_digest, content_digest(lesson.student)))
+
+
+def build(solutions_dir: str | Path = "solutions", notebooks_dir: str | Path = "notebooks",
+          verbose: bool = True) -> list[Path]:
+    """Regenerate the student notebooks from the solution notebooks; return the files written or removed.
 
     Set-up and badges cells of the solutions are rewritten from the templates (each solution is written only
-    when it changed), each student version is written only when it differs, and student notebooks without a
-    solution are removed. A second ``build`` returns an empty list.
+    when it changed), and each student version is written only when it differs. In ``notebooks_dir`` it
+    overwrites or removes only notebooks it wrote and nobody changed since (:func:`unchanged_since_build`):
+    a student notebook that was changed (a student's answers, outputs) is first copied to
+    ``<name>.backup-<date>-<time>.ipynb``, with a line saying so (``verbose``); notebooks it did not write
+    (Jupyter's ``-Copy1`` copies, a student's own) are left alone. The solutions folder is refused as
+    ``notebooks_dir``. A second ``build`` returns an empty list.
     """
     solutions_dir, notebooks_dir = Path(solutions_dir), Path(notebooks_dir)
+    _refuse_solutions_as_output(solutions_dir, notebooks_dir)
+    repository = repository_url(_repository_root(solutions_dir))
+    # Every student version first: a MarkerError stops the build before anything is written.
+    lessons = [_lesson(path, read_notebook(path), repository) for path in solution_notebooks(solutions_dir)]
+    for lesson in lessons:
+        _require_writable_target(notebooks_dir / lesson.path.name)
     changed: list[Path] = []
-    expected: set[str] = set()
-    for path in solution_notebooks(solutions_dir):
-        nb = read_notebook(path)
-        if _add_missing_ids(nb) | sync_template_cells(nb, path.stem):
-            changed.append(write_notebook(nb, path))
-        student = student_version(nb, notebook_name=str(path))
-        target = notebooks_dir / path.name
-        expected.add(path.name)
-        if not _same(student, target):
-            changed.append(write_notebook(student, target))
+    for lesson in lessons:
+        if lesson.ids_added or lesson.templates_changed:
+            changed.append(write_notebook(lesson.solution, lesson.path))
+        target = notebooks_dir / lesson.path.name
+        existing = _read_if_notebook(target) if target.exists() else None
+        if existing is not None and existing == lesson.student:
+            continue
+        if target.exists() and not _written_by_build(existing, lesson, target):
+            backup = _back_up(target)
+            changed.append(backup)
+            if verbose:
+                print(f"{target} was changed since course build wrote it (or not written by it): kept as {backup}, "
+                      "then wrote a fresh student notebook.")
+        changed.append(write_notebook(lesson.student, target))
+    expected = {lesson.path.name for lesson in lessons}
     for stale in sorted(notebooks_dir.glob("*.ipynb")):
-        if stale.name not in expected:
+        if stale.name not in expected and stale.is_file() and not stale.is_symlink() \
+                and unchanged_since_build(_read_if_notebook(stale), stale.name):
             stale.unlink()
             changed.append(stale)
     return changed
 
 
-def leaked_solution_lines(solution: nbformat.NotebookNode, student: nbformat.NotebookNode) -> list[str]:
-    """Solution lines found in the student notebook more often than outside the solution regions.
+def _is_hint(cell: nbformat.NotebookNode) -> bool:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return cell.get("cell_type") == "markdown" and isinstance(tags, list) and HINT_TAG in tags
 
-    Code and markdown cells both count: a line of a markdown answer that reaches students is a leak too.
+
+_SHORT_LINE = 8  # solution lines shorter than this (without spaces) count only as whole lines, not inside text
+
+
+def _without_spaces(text: str) -> str:
+    return "".join(text.split())
+
+
+def leaked_solution_lines(solution: nbformat.NotebookNode, student: nbformat.NotebookNode,
+                          expected: nbformat.NotebookNode | None = None) -> list[str]:
+    """Solution lines that ``student`` shows: the lines inside solution regions found in its cells.
+
+    A line counts wherever it appears: as a whole line, or (when it is at least a few characters long) inside
+    a sentence, inline code or a code block of markdown, spaces ignored. A line that the student version of
+    ``solution`` (``expected``, made here when not given) also has in its code, outside the regions, is
+    public: it leaks only when ``student``'s code has it more often. Any other line leaks wherever it is,
+    a markdown hint written into the solution notebook too, except in markdown cells tagged
+    :data:`HINT_TAG`, where the author shows solution lines on purpose.
     """
-    kinds = ("code", "markdown")
-    allowed: Counter[str] = Counter()
-    secret: set[str] = set()
+    kinds = ("code", "markdown", "raw")
+    expected = expected if expected is not None else student_version(solution)
+    secret: dict[str, str] = {}
     for cell in solution.cells:
-        if cell.cell_type not in kinds:
-            continue
-        hidden = solution_lines(cell.source)
-        secret.update(hidden)
-        allowed.update(line.strip() for line in cell.source.splitlines() if line.strip())
-        allowed.subtract(hidden)
-        stubs = _stub("", "") if cell.cell_type == "code" else [MARKDOWN_STUB]
-        allowed.update(stub.strip() for stub in stubs if stub.strip())
-    seen: Counter[str] = Counter(
-        line.strip() for cell in student.cells if cell.cell_type in kinds
-        for line in cell.source.splitlines() if line.strip() in secret
-    )
-    return sorted(line for line, number in seen.items() if number > max(allowed[line], 0))
+        if cell.cell_type in kinds:
+            for line in solution_lines(cell.source):
+                secret.setdefault(_without_spaces(line), line)
+
+    def occurrences(nb: nbformat.NotebookNode, cell_kinds: tuple[str, ...]) -> Counter[str]:
+        sources = [cell.source for cell in nb.cells if cell.get("cell_type") in cell_kinds
+                   and isinstance(cell.get("source"), str) and not _is_hint(cell)]
+        lines = Counter(_without_spaces(line) for source in sources for line in source.splitlines())
+        text = "\n".join(_without_spaces(source) for source in sources)
+        return Counter({key: text.count(key) if len(key) >= _SHORT_LINE else lines[key] for key in secret if key})
+
+    public, in_code, anywhere = occurrences(expected, ("code",)), occurrences(student, ("code",)), \
+        occurrences(student, kinds)
+    return sorted(line for key, line in secret.items()
+                  if (in_code[key] > public[key] if public[key] else anywhere[key] > 0))
 
 
 def check(solutions_dir: str | Path = "solutions", notebooks_dir: str | Path = "notebooks") -> list[str]:
     """What is out of step between ``solutions/`` and ``notebooks/``, one sentence each; empty when in sync.
 
-    Reports set-up or badges cells that differ from the templates, missing cell ids, misplaced markers,
-    student notebooks missing, out of date or without a solution, and solution lines leaked into them.
+    Reports set-up or badges cells that differ from the templates, missing cell ids, misplaced or
+    nearly-right markers, student notebooks missing, out of date, changed since ``build`` wrote them or
+    without a solution, other notebooks in ``notebooks_dir``, and solution lines leaked into student
+    notebooks. Each sentence says what ``course build`` would do, which never loses anyone's work.
     """
     solutions_dir, notebooks_dir = Path(solutions_dir), Path(notebooks_dir)
+    try:
+        _refuse_solutions_as_output(solutions_dir, notebooks_dir)
+    except BuildError as error:
+        return [str(error)]
+    repository = repository_url(_repository_root(solutions_dir))
     problems: list[str] = []
     names: set[str] = set()
     for path in solution_notebooks(solutions_dir):
@@ -534,28 +844,43 @@ def check(solutions_dir: str | Path = "solutions", notebooks_dir: str | Path = "
         for tag in (SETUP_TAG, BADGES_TAG, PARAMETERS_TAG):
             if not _tagged(nb, tag):
                 problems.append(f"{path}: no cell tagged '{tag}'.")
-        if _add_missing_ids(nb):
-            problems.append(f"{path}: cells without ids; run `course build`.")
-        if sync_template_cells(nb, path.stem):
-            problems.append(f"{path}: the set-up or badges cell differs from its template; "
-                            "run `course build`.")
         try:
-            student = student_version(nb, notebook_name=str(path))
+            lesson = _lesson(path, nb, repository)
         except MarkerError as error:
             problems.append(f"{error}.")
             continue
+        if lesson.ids_added:
+            problems.append(f"{path}: cells without ids; run `course build`.")
+        if lesson.templates_changed:
+            problems.append(f"{path}: the set-up or badges cell differs from its template; run `course build`.")
         target = notebooks_dir / path.name
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            problems.append(f"{target}: not a regular file; course build will not write there: move it away.")
+            continue
         if not target.is_file():
             problems.append(f"{target}: missing; run `course build`.")
             continue
-        if not _same(student, target):
+        existing = _read_if_notebook(target)
+        if existing == lesson.student:
+            pass
+        elif _written_by_build(existing, lesson, target):
             problems.append(f"{target}: out of date with {path}; run `course build`.")
-        leaked = leaked_solution_lines(nb, read_notebook(target))
+        else:
+            problems.append(f"{target}: changed since course build wrote it (or not written by it); "
+                            f"`course build` keeps it as {target.stem}.backup-<date>-<time>.ipynb, then writes a "
+                            "fresh one.")
+        leaked = leaked_solution_lines(nb, existing, lesson.student) if existing is not None else []
         if leaked:
             problems.append(f"{target}: {len(leaked)} solution line(s) leaked, e.g. {leaked[0]!r}.")
     for extra in sorted(notebooks_dir.glob("*.ipynb")):
-        if extra.name not in names:
-            problems.append(f"{extra}: no solution {solutions_dir / extra.name}; run `course build`.")
+        if extra.name in names:
+            continue
+        if extra.is_file() and not extra.is_symlink() and unchanged_since_build(_read_if_notebook(extra), extra.name):
+            problems.append(f"{extra}: no solution {solutions_dir / extra.name}; `course build` removes it (it "
+                            "wrote it, and nobody changed it since).")
+        else:
+            problems.append(f"{extra}: not a student notebook of {solutions_dir}; course build leaves it alone "
+                            f"(move it out of {notebooks_dir} before publishing).")
     return problems
 
 

@@ -15,7 +15,9 @@ cell of every lesson finds it and installs from it with no package index.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import socket
 from pathlib import Path
 from typing import NamedTuple
@@ -24,9 +26,10 @@ from urllib.parse import urlparse
 from course_utils.config import DATASETS
 
 __all__ = ["GTSRB_URL", "KIT_MANIFEST", "KIT_PACKAGES", "LOCAL_DATASETS", "PACKAGED_ARCH", "PETS_URL", "CachedItem",
-           "PrefetchError", "build_course_wheel", "build_kit", "dataset_paths", "download_dataset",
-           "download_kit_wheels", "has_network", "hub_dir", "human_size", "packaged_weights_path", "prefetch",
-           "prefetch_dataset", "prefetch_weights", "repository_root", "size_of", "verify_weights", "weights_url"]
+           "PrefetchError", "build_course_wheel", "build_kit", "course_files_in_kit", "dataset_paths",
+           "download_dataset", "download_kit_wheels", "file_digests", "has_network", "hub_dir", "human_size",
+           "packaged_weights_path", "prefetch", "prefetch_dataset", "prefetch_weights", "repository_root",
+           "sha256_of", "size_of", "verify_weights", "weights_url"]
 
 #: Where torchvision downloads GTSRB from (see ``torchvision.datasets.GTSRB``).
 GTSRB_URL = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
@@ -352,30 +355,153 @@ def download_kit_wheels(wheels: Path, wheels_from: Path | None = None) -> list[P
     return sorted(set(wheels.glob("*.whl")) - before)
 
 
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """The SHA-256 of every file under ``folder``, by its path inside it (``wheels/timm-1.0-....whl``)."""
+    return {path.relative_to(folder).as_posix(): sha256_of(path)
+            for path in sorted(folder.rglob("*")) if path.is_file() and not path.is_symlink()}
+
+
+# What an older kit (a manifest without its list of files) holds; a folder of only these is a kit too.
+_KIT_LAYOUT = re.compile(r"^(?:course-kit\.json|wheels/[^/]+\.whl|checkpoints/[^/]+\.pth"
+                         r"|data/(?:gtsrb|oxford-iiit-pet)/.+)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _listed_files(listing: object, manifest: Path) -> dict[str, str]:
+    """A manifest's ``{path: sha256}``, checked: relative paths inside the kit, each with a SHA-256."""
+    if not isinstance(listing, dict):
+        raise PrefetchError(f"{manifest} has no valid list of the kit's files: remove the kit folder's course "
+                            "files yourself, or choose a new folder for --kit.")
+    for name, digest in listing.items():
+        parts = name.split("/") if isinstance(name, str) else []
+        if (not parts or name.startswith("/") or "\\" in name or any(part in ("", ".", "..") for part in parts)
+                or name == KIT_MANIFEST or not (isinstance(digest, str) and _SHA256.match(digest))):
+            raise PrefetchError(f"{manifest} lists {name!r}, which is not a file the course writes into a kit: "
+                                "remove the kit folder's course files yourself, or choose a new folder for --kit.")
+    return dict(listing)
+
+
+def _files_in(kit: Path) -> list[str]:
+    """Every file and link under ``kit`` (links not followed), as paths inside it; empty folders left out."""
+    found = []
+    for folder, subfolders, files in os.walk(kit):
+        for name in files + [name for name in subfolders if Path(folder, name).is_symlink()]:
+            found.append(Path(folder, name).relative_to(kit).as_posix())
+    return sorted(found)
+
+
+def course_files_in_kit(kit: Path) -> dict[str, str]:
+    """The files of ``kit`` the course wrote there, ``{path: sha256}``, each checked unchanged (or gone since);
+    ``{}`` when the folder is missing or empty.
+
+    A kit lists its files with their SHA-256 in :data:`KIT_MANIFEST`; everything else in the folder (Kaggle's
+    ``dataset-metadata.json``, an instructor's notes) is not the course's. A folder without such a list (a kit
+    from an older version of the course) counts as a kit only when it holds nothing but a kit's files. A
+    listed file that was changed since, or any other folder that is not empty, is refused with a
+    :class:`PrefetchError`.
+    """
+    if not kit.exists() or not any(kit.iterdir()):
+        return {}
+    manifest = kit / KIT_MANIFEST
+    try:
+        recorded = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None
+    except (OSError, ValueError):
+        recorded = None
+    if manifest.is_symlink() or not isinstance(recorded, dict) or "files" not in recorded:
+        present = _files_in(kit)
+        others = [name for name in present if not _KIT_LAYOUT.match(name) or (kit / name).is_symlink()
+                  or not (kit / name).is_file()]
+        if others or not any(
+                name == KIT_MANIFEST or name.startswith("wheels/course_utils-") for name in present):
+            raise PrefetchError(f"{kit} is not empty and not a workshop kit ({(others or present)[0]} is not a kit "
+                                "file the course wrote): choose a new folder for --kit.")
+        return {name: sha256_of(kit / name) for name in present if name != KIT_MANIFEST}
+    listed = _listed_files(recorded["files"], manifest)
+    # A kit whose update was interrupted also lists the files it was replacing.
+    replacing = _listed_files(recorded.get("replacing", {}), manifest)
+    ours: dict[str, str] = {}
+    for name in sorted(set(listed) | set(replacing)):
+        path = kit / name
+        if not path.exists() and not path.is_symlink():
+            ours[name] = listed.get(name) or replacing[name]  # gone already: its folders may be tidied up
+            continue
+        linked = any(folder.is_symlink() for folder in [path, *path.parents] if kit in folder.parents)
+        digest = sha256_of(path) if path.is_file() and not linked else None
+        if digest is None or digest not in (listed.get(name), replacing.get(name)):
+            raise PrefetchError(f"{path} was changed since the course wrote it (its SHA-256 differs from "
+                                f"{KIT_MANIFEST}): move it out of the kit or delete it, then run again.")
+        ours[name] = digest
+    return ours
+
+
+def _move_into_kit(scratch: Path, kit: Path, old: dict[str, str], manifest: dict[str, object]) -> None:
+    """Replace the course's files in an existing ``kit`` (``old``) by those in ``scratch``; keep all others.
+
+    Before anything moves, the manifest lists the old files too, so an interrupted update can be run again.
+    """
+    from course_utils.files import write_json_atomic
+
+    new = manifest["files"]
+    assert isinstance(new, dict)
+    for name in new:
+        target = kit / name
+        for folder in list(reversed(target.parents))[len(kit.parents) + 1:]:
+            if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                raise PrefetchError(f"{folder} is in the way of the kit's {name} (not a folder): move it away.")
+        if (target.exists() or target.is_symlink()) and name not in old:
+            raise PrefetchError(f"{target} is not a file the course wrote, and the new kit has a file of that name: "
+                                "move it away, then run again.")
+    write_json_atomic(kit / KIT_MANIFEST, {**manifest, "replacing": old})
+    for name in old:
+        if name not in new:
+            (kit / name).unlink(missing_ok=True)
+    for name in new:
+        (kit / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(scratch / name, kit / name)
+    for folder in sorted({parent for name in old for parent in (kit / name).parents if kit in parent.parents},
+                         key=lambda path: len(path.parts), reverse=True):
+        if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+            folder.rmdir()  # a folder the course's files were in, now empty
+    write_json_atomic(kit / KIT_MANIFEST, manifest)
+
+
 def build_kit(kit_dir: str | Path, items: list[CachedItem], *, wheels_from: str | Path | None = None,
               data_dir: str | Path | None = None, verbose: bool = True) -> Path:
     """Write a workshop kit to ``kit_dir`` and return the path of its manifest.
 
     The kit holds ``wheels/`` (the course and :data:`KIT_PACKAGES`), ``data/`` (the data sets among
     ``items``, copied from ``data_dir``), ``checkpoints/`` (their torch hub weights) and
-    :data:`KIT_MANIFEST`, which names the course version and commit. It is assembled in a scratch folder
-    beside ``kit_dir`` and moved into place at the end, so a failure leaves no half-written kit; an
-    existing kit is replaced, any other non-empty folder is refused.
+    :data:`KIT_MANIFEST`, which names the course version and commit and the SHA-256 of every other file
+    (``files``); the set-up cell installs only wheels that match it. It is assembled in a scratch folder
+    beside ``kit_dir`` and moved into place at the end, so a failure leaves the folder as it was. Over an
+    existing kit only the files the course wrote there are replaced (:func:`course_files_in_kit`): the rest
+    (``dataset-metadata.json``, notes) is kept; any other non-empty folder is refused.
     """
     import shutil
+    import tempfile
     from datetime import datetime, timezone
 
     import course_utils
+    from course_tools.notebooks import repository_url
     from course_utils import config
     from course_utils.files import write_json_atomic
 
-    kit = Path(kit_dir)
-    if kit.exists() and any(kit.iterdir()) and not (kit / KIT_MANIFEST).is_file():
-        raise PrefetchError(f"{kit} is not empty and not a workshop kit: choose a new folder for --kit.")
+    kit = Path(os.path.abspath(Path(kit_dir).expanduser()))
+    if kit.is_symlink() or (kit.exists() and not kit.is_dir()):
+        raise PrefetchError(f"--kit {kit_dir} is not a folder (a file or a link): choose a new folder for --kit.")
+    old = course_files_in_kit(kit)
     data_dir = Path(data_dir) if data_dir is not None else config.default_data_dir()
-    scratch = kit.with_name(kit.name + ".partial")
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
+    kit.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{kit.name}.partial-", dir=kit.parent))
     try:
         wheels = scratch / "wheels"
         course_wheel = build_course_wheel(wheels)
@@ -394,24 +520,26 @@ def build_kit(kit_dir: str | Path, items: list[CachedItem], *, wheels_from: str 
             "course": "course-utils",
             "version": course_utils.__version__,
             "commit": _git_commit(repository_root()),
-            "repository": config.REPOSITORY_URL,
+            "repository": repository_url(repository_root()),
             "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "wheels": sorted(path.name for path in [course_wheel, *extra]),
             "packages": KIT_PACKAGES,
             "datasets": datasets,
             "weights": weights,
+            "files": file_digests(scratch),
         }
-        write_json_atomic(scratch / KIT_MANIFEST, manifest)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    if kit.exists():
-        shutil.rmtree(kit)
-    scratch.rename(kit)
+        if kit.exists():
+            _move_into_kit(scratch, kit, old, manifest)
+        else:
+            write_json_atomic(scratch / KIT_MANIFEST, manifest)
+            scratch.rename(kit)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # the scratch folder this call made (gone once renamed)
     if verbose:
+        kept = sorted(set(_files_in(kit)) - set(manifest["files"]) - {KIT_MANIFEST})
         print(f"Workshop kit in {kit}: {len(manifest['wheels'])} wheel(s), data sets: "
               f"{', '.join(datasets) or 'none'}, weights: {', '.join(weights) or 'none'}; "
-              f"{human_size(size_of(kit))} in all.")
+              f"{human_size(size_of(kit))} in all" + (f"; kept {len(kept)} file(s) of yours there." if kept else "."))
         print("Upload the folder as a Kaggle data set (then add it as input) or to Google Drive (then set "
               "COURSE_KIT to its path): the set-up cell of every lesson finds it.")
     return kit / KIT_MANIFEST

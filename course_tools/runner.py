@@ -8,6 +8,11 @@ Finally ``<output>/report.md`` and ``<output>/report.html`` hold one row per les
 
 Parameter names are checked against each notebook's ``parameters`` cell before anything runs (papermill
 alone would only warn), and values typed on the command line are converted to the type of the default.
+
+Stopping loses nothing: Ctrl+C, ``SIGTERM`` (a timeout, a cancelled CI job, ``docker stop``) and ``SIGHUP`` (a closed
+terminal) all end the run the same way: the lesson that was running is marked interrupted and kept as far as it
+ran, the report is written, and the exit status is 128 + the signal's number. A kernel that dies (killed for
+lack of memory, most often) is reported with the cell it was running.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import ast
 import contextlib
 import datetime
 import html
+import logging
 import os
 import platform
 import re
+import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,10 +38,11 @@ from course_utils import config
 from course_utils.files import write_text_atomic
 from course_utils.results import METRICS_FILE, read_metrics
 
-__all__ = ["CPU_WAIT_POLICY", "INTERRUPTED_EXIT_CODE", "KERNEL_QUIET_ARGUMENTS", "PATH_PARAMETERS", "REPORT_COLUMNS",
-           "RESERVED_PARAMETERS", "LessonResult", "LessonSelectionError", "absolute_paths", "available_lessons",
-           "convert_value", "export_html", "finding_lines", "key_metrics", "lesson_parameters", "report_rows",
-           "require_solutions_dir", "resolve_lesson", "run_lesson", "run_lessons", "write_report"]
+__all__ = ["CPU_WAIT_POLICY", "INTERRUPTED_EXIT_CODE", "KERNEL_FINISH_SECONDS", "KERNEL_QUIET_ARGUMENTS",
+           "PATH_PARAMETERS", "REPORT_COLUMNS", "RESERVED_PARAMETERS", "STOP_SIGNALS", "LessonResult",
+           "LessonSelectionError", "RunStopped", "Stopper", "absolute_paths", "available_lessons", "convert_value",
+           "export_html", "finding_lines", "interrupted_exit_code", "key_metrics", "lesson_parameters",
+           "report_rows", "require_solutions_dir", "resolve_lesson", "run_lesson", "run_lessons", "write_report"]
 
 #: Parameters that ``run_lessons`` sets itself (from ``profile`` and ``output_dir``).
 RESERVED_PARAMETERS = ("PROFILE", "OUTPUT_DIR")
@@ -46,9 +55,25 @@ class LessonSelectionError(ValueError):
 #: Exit status of a run stopped with Ctrl+C (128 + SIGINT), as shells report it.
 INTERRUPTED_EXIT_CODE = 130
 
+#: The signals that stop a run as Ctrl+C does: Ctrl+C itself, ``SIGTERM`` (timeouts, cancelled CI jobs,
+#: ``docker stop``) and ``SIGHUP`` (the terminal was closed). Windows has only the first two.
+STOP_SIGNALS: tuple[int, ...] = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                                      if hasattr(signal, name))
+
 #: Parameters holding paths: a relative path means relative to the folder ``course run`` was started in
 #: (the kernel itself runs in ``solutions/``).
-PATH_PARAMETERS = ("DATASET", "DATA_DIR")
+PATH_PARAMETERS = ("DATASET", "DATA_DIR", "UNLABELED_DIR")
+
+
+class RunStopped(KeyboardInterrupt):
+    """``course run`` got one of the :data:`STOP_SIGNALS`; ``signal_number`` says which.
+
+    A kind of ``KeyboardInterrupt``, so that everything that cleans up after Ctrl+C cleans up after it too.
+    """
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
 
 
 @dataclass
@@ -62,6 +87,13 @@ class LessonResult:
     error: str | None = None
     notebook: Path | None = None
     html: Path | None = None
+    signal_number: int | None = None  # for ``interrupted``: the signal that stopped the run
+
+
+def interrupted_exit_code(result: LessonResult) -> int:
+    """The exit status for a run that ``result``'s interruption stopped: 128 + the signal's number, as shells
+    report it (130 for Ctrl+C, 143 for ``SIGTERM``, 129 for ``SIGHUP``)."""
+    return 128 + (result.signal_number or signal.SIGINT)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -83,7 +115,8 @@ def require_solutions_dir(solutions_dir: str | Path) -> Path:
 
 
 def absolute_paths(parameters: dict[str, Any], base_dir: str | Path | None = None) -> dict[str, Any]:
-    """Make the relative paths among ``parameters`` (``DATASET``, ``DATA_DIR``) absolute from ``base_dir``.
+    """Make the paths among ``parameters`` (:data:`PATH_PARAMETERS`) absolute: relative ones from ``base_dir``,
+    ``~`` the home folder.
 
     ``base_dir`` defaults to the current folder (where ``course run`` was started). Data set names such as
     ``synthetic-signs`` stay names, unless a folder of that name exists in ``base_dir``.
@@ -97,6 +130,7 @@ def absolute_paths(parameters: dict[str, Any], base_dir: str | Path | None = Non
             continue
         path = Path(value).expanduser()
         if path.is_absolute():
+            converted[name] = str(path)
             continue
         if name.upper() == "DATASET" and value in DATASETS and not (base / path).is_dir():
             continue
@@ -249,6 +283,173 @@ def _kernel_name(notebook: Path, kernel_name: str | None) -> str:
     return NATIVE_KERNEL_NAME
 
 
+#: How long a kernel may take to stop the cell a stop signal interrupted (seconds); then the run stops without it.
+KERNEL_FINISH_SECONDS = 10.0
+
+
+class Stopper:
+    """Turns :data:`STOP_SIGNALS` into a stop that loses nothing, the way Jupyter's "interrupt" button works.
+
+    While a cell runs, the first signal interrupts the kernel: the cell ends with a ``KeyboardInterrupt``,
+    papermill saves the notebook, and the idle kernel shuts down cleanly. (Raising in ``course run`` instead,
+    while the kernel is busy, races the kernel's last reply against its shutdown: the kernel then logs a 17-line
+    ``ZMQError`` traceback.) While papermill is busy otherwise (starting the kernel, between two cells), the next
+    cell does not start. Outside papermill, at a second signal, or when the kernel has not stopped the cell after
+    :data:`KERNEL_FINISH_SECONDS`, :class:`RunStopped` is raised at once and the kernel is shut down immediately.
+    """
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None  # the first stop signal received
+        self.forced = False  # stopped without waiting for the kernel
+        self.executing = False  # papermill is executing a lesson
+        self.cell_running = False
+        self.kernel: Any = None  # the kernel manager of the lesson being executed
+        self._timer: Any = None
+
+    def receive(self, number: int, frame: object = None) -> None:
+        """The signal handler."""
+        if self.signal_number is None and self.executing:
+            self.signal_number = number
+            if not self.cell_running or self._interrupt_kernel():
+                return
+        self.forced = True
+        raise RunStopped(self.signal_number or number)
+
+    def _interrupt_kernel(self) -> bool:
+        """Ask the event loop that waits for the running cell to interrupt the kernel; whether it could."""
+        import asyncio
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        if self.kernel is None:
+            return False
+
+        def interrupt() -> None:
+            task = loop.create_task(self.kernel.interrupt_kernel())
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())  # failures: see the timer
+            self._timer = loop.call_later(KERNEL_FINISH_SECONDS, self._give_up)
+
+        loop.call_soon_threadsafe(interrupt)
+        return True
+
+    def _give_up(self) -> None:
+        if self.cell_running:
+            self.forced = True
+            raise RunStopped(self.signal_number or signal.SIGINT)
+
+    def cell_starts(self, **cell: Any) -> None:
+        """papermill's hook before a cell is sent to the kernel: no new cell once a stop was asked for."""
+        if self.signal_number is not None:
+            raise RunStopped(self.signal_number)
+        self.cell_running = True
+
+    def cell_ends(self, **cell: Any) -> None:
+        """papermill's hook when a cell's reply arrived."""
+        self.cell_running = False
+
+    @contextlib.contextmanager
+    def executing_lesson(self) -> Iterator[dict[str, Any]]:
+        """Around papermill's execution of one lesson: the options that connect papermill's kernel to this
+        stopper (hooks, kernel manager)."""
+        self.executing, self.cell_running, self.kernel = True, False, None
+        try:
+            yield {"kernel_manager_class": _kernel_manager_class(self), "on_cell_execute": self.cell_starts,
+                   "on_cell_executed": self.cell_ends}
+        finally:
+            self.executing, self.cell_running, self.kernel = False, False, None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    @contextlib.contextmanager
+    def handling_signals(self) -> Iterator[None]:
+        """Within the block, :meth:`receive` handles each of :data:`STOP_SIGNALS`. A signal someone set to be
+        ignored (``nohup`` ignores ``SIGHUP``) or handled otherwise stays as it is; outside the main thread
+        nothing changes (Python handles signals only there)."""
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for number in STOP_SIGNALS:
+                if signal.getsignal(number) in (signal.SIG_DFL, signal.default_int_handler):
+                    previous[number] = signal.signal(number, self.receive)
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+
+def _kernel_manager_class(stopper: Stopper) -> type:
+    """jupyter_client's kernel manager, made known to ``stopper`` when it starts its kernel (so that a stop
+    signal can interrupt it), and shutting the kernel down at once when ``stopper`` could not wait for it."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LessonKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **options: Any) -> None:
+            stopper.kernel = self
+            await super().start_kernel(**options)
+
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+            await super().shutdown_kernel(now=now or stopper.forced, restart=restart)
+
+    return LessonKernelManager
+
+
+class _WithoutKernelDiedLine(logging.Filter):
+    """Drops nbclient's "Kernel died while waiting for execute reply." log line: ``course run`` reports a dead
+    kernel itself, in one line that names the lesson and the cell."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Kernel died")
+
+
+#: What a dead kernel's cell and line say: a kernel dies mostly because the system ran out of memory and killed it.
+_DEAD_KERNEL_ADVICE = ("the kernel died (most often: it ran out of memory; try a smaller BATCH_SIZE or IMAGE_SIZE, "
+                       "or close other programs)")
+
+
+def _solution_cells(notebook: Any) -> list:
+    """The cells of an executed notebook that come from the solution (not those papermill put in)."""
+    added = {"injected-parameters", "papermill-error-cell-tag"}
+    return [cell for cell in notebook.cells if not added & set(cell.metadata.get("tags", []))]
+
+
+def _record_dead_kernel(lesson: str, executed: Path) -> str:
+    """Mark in the executed notebook the cell that ran when the kernel died; return one line naming it.
+
+    papermill marks every cell "completed" when the kernel dies; here the cell that was running becomes "failed"
+    with an error output saying why, and the cells after it "pending" (they never ran).
+    """
+    import nbformat
+
+    try:
+        notebook = read_notebook(executed)
+        started = [cell for cell in notebook.cells if cell.metadata.get("papermill", {}).get("start_time")]
+        running = started[-1]
+    except (OSError, ValueError, IndexError, AttributeError):
+        return f"{lesson}: {_DEAD_KERNEL_ADVICE}"
+    after = False
+    for cell in notebook.cells:
+        state = cell.metadata.get("papermill")
+        if after and isinstance(state, dict):
+            state.update(status="pending", exception=None)
+        after = after or cell is running
+    running.metadata["papermill"].update(status="failed", exception=True)
+    running.setdefault("outputs", []).append(nbformat.v4.new_output(
+        "error", ename="DeadKernelError", evalue=_DEAD_KERNEL_ADVICE,
+        traceback=[f"DeadKernelError: {_DEAD_KERNEL_ADVICE}"]))
+    notebook.metadata.setdefault("papermill", {})["exception"] = True
+    with contextlib.suppress(OSError):
+        write_text_atomic(executed, nbformat.writes(notebook))
+    cells = _solution_cells(notebook)
+    index = next((i for i, cell in enumerate(cells) if cell is running), None)
+    first_line = next((line.strip() for line in running.source.splitlines() if line.strip()), "")
+    where = f"cell {index} (In [{running.get('execution_count')}]: {first_line[:60]})" if index is not None \
+        else "a cell"
+    return f"{lesson}: {where} was running when {_DEAD_KERNEL_ADVICE}"
+
+
 def _failure_line(lesson: str, error: BaseException, executed: Path) -> str:
     """One line naming the lesson, the failing cell (as numbered in the solution notebook) and the error."""
     from papermill.exceptions import PapermillExecutionError
@@ -258,9 +459,7 @@ def _failure_line(lesson: str, error: BaseException, executed: Path) -> str:
         return f"{lesson}: {type(error).__name__}: {first}"
     index = error.cell_index
     with contextlib.suppress(Exception):  # number the cell as in the solution notebook
-        added = {"injected-parameters", "papermill-error-cell-tag"}  # cells papermill put in
-        cells = [cell for cell in read_notebook(executed).cells
-                 if not added & set(cell.metadata.get("tags", []))]
+        cells = _solution_cells(read_notebook(executed))
         index = next(i for i, cell in enumerate(cells) if cell.cell_type == "code"
                      and cell.source == error.source and cell.execution_count == error.exec_count)
     first_line = next((line.strip() for line in (error.source or "").splitlines() if line.strip()), "")
@@ -280,9 +479,16 @@ def export_html(notebook: Path) -> Path | None:
 
 
 def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], output_dir: Path,
-               solutions_dir: Path, kernel_name: str | None = None, verbose: bool = True) -> LessonResult:
-    """Execute one lesson into ``output_dir/<lesson>/`` and return its result (failures are returned)."""
+               solutions_dir: Path, kernel_name: str | None = None, verbose: bool = True,
+               stopper: Stopper | None = None) -> LessonResult:
+    """Execute one lesson into ``output_dir/<lesson>/`` and return its result (failures are returned).
+
+    A ``KeyboardInterrupt`` during the execution (Ctrl+C, or :class:`RunStopped`), a stop signal that ``stopper``
+    received, or a ``KeyboardInterrupt`` in the kernel gives an ``interrupted`` result; one that comes later (while
+    the HTML copy is written) is raised.
+    """
     import papermill
+    from nbclient.exceptions import DeadKernelError
 
     folder = (output_dir / lesson).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -295,23 +501,33 @@ def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], 
     running = folder / f".{lesson}.running.ipynb"  # renamed when done: the folder never holds half a notebook
     start = time.perf_counter()
     error: str | None = None
+    stopped_by: int | None = None  # the signal that interrupted the lesson
+    stopper = stopper or Stopper()
+    quiet_log = _WithoutKernelDiedLine()
+    logging.getLogger("papermill").addFilter(quiet_log)
     try:
         with _environment(COURSE_PROFILE=profile, COURSE_OUTPUT_DIR=str(output_dir.resolve()),
-                          OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", CPU_WAIT_POLICY)):
+                          OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", CPU_WAIT_POLICY)), \
+                stopper.executing_lesson() as connection:
             papermill.execute_notebook(
                 str(source), str(running), parameters=values, kernel_name=_kernel_name(source, kernel_name),
                 progress_bar=verbose, cwd=str(solutions_dir.resolve()), log_output=False,
                 # the kernel's own start-up log (e.g. "[IPKernelApp] WARNING | Kernel is running over TCP")
                 # is about the local connection, not the lesson: keep it out of the run's output
-                extra_arguments=KERNEL_QUIET_ARGUMENTS,
+                extra_arguments=KERNEL_QUIET_ARGUMENTS, **connection,
             )
-    except KeyboardInterrupt:  # Ctrl+C: keep what ran, let run_lessons write the report and stop
-        interrupted = True
+    except KeyboardInterrupt as stop:  # Ctrl+C or another stop signal: keep what ran, report, stop
+        stopped_by = getattr(stop, "signal_number", signal.SIGINT)
+    except DeadKernelError:  # killed from outside, most often for lack of memory: the cell it ran is named
+        error = _record_dead_kernel(lesson, running)
     except Exception as failure:  # any failure is reported; the other lessons go on
         error = _failure_line(lesson, failure, running)
-        interrupted = getattr(failure, "ename", None) == "KeyboardInterrupt"  # the kernel got the Ctrl+C
-    else:
-        interrupted = False
+        if getattr(failure, "ename", None) == "KeyboardInterrupt":  # the kernel got the Ctrl+C
+            stopped_by = signal.SIGINT
+    finally:
+        logging.getLogger("papermill").removeFilter(quiet_log)
+    if stopper.signal_number is not None:  # the run was asked to stop while this lesson ran
+        stopped_by = stopper.signal_number
     with contextlib.suppress(OSError):
         if running.is_file() and running.stat().st_size:
             os.replace(running, executed)
@@ -320,9 +536,9 @@ def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], 
             executed.unlink(missing_ok=True)
     running.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
-    if interrupted:
-        return LessonResult(lesson, "interrupted", seconds, read_metrics(folder), f"interrupted in lesson {lesson}",
-                            executed if executed.is_file() else None, None)
+    if stopped_by is not None:
+        return LessonResult(lesson, "interrupted", seconds, read_metrics(folder), _interrupted(lesson, stopped_by),
+                            executed if executed.is_file() else None, None, stopped_by)
     page = None
     if executed.is_file():
         try:
@@ -359,23 +575,45 @@ def run_lessons(lessons: Sequence[str] | None = None, *, profile: str | None, pa
         config.check_parameters(values[lesson])
 
     results: list[LessonResult] = []
-    for number, lesson in enumerate(chosen, start=1):
-        if any(result.status == "interrupted" for result in results):
-            results.append(LessonResult(lesson, "skipped", error="not run: the run was interrupted"))
-            continue
-        if stop_on_failure and any(result.status == "failed" for result in results):
-            results.append(LessonResult(lesson, "skipped", error="not run: an earlier lesson failed"))
-            continue
-        if verbose:
-            print(f"[{number}/{len(chosen)}] {lesson}: running (profile {profile or 'auto'}) ...", flush=True)
-        result = run_lesson(lesson, profile=profile, parameters=values[lesson], output_dir=output_dir,
-                            solutions_dir=solutions_dir, kernel_name=kernel_name, verbose=verbose)
-        results.append(result)
-        if verbose and result.status != "interrupted":
-            print(result.error if result.error else f"[{number}/{len(chosen)}] {lesson}: passed in "
-                  f"{_duration(result.seconds)}", flush=True)
+    stopper = Stopper()
+    with stopper.handling_signals():
+        try:
+            for number, lesson in enumerate(chosen, start=1):
+                if any(result.status == "interrupted" for result in results):
+                    results.append(LessonResult(lesson, "skipped", error="not run: the run was interrupted"))
+                    continue
+                if stop_on_failure and any(result.status == "failed" for result in results):
+                    results.append(LessonResult(lesson, "skipped", error="not run: an earlier lesson failed"))
+                    continue
+                if verbose:
+                    print(f"[{number}/{len(chosen)}] {lesson}: running (profile {profile or 'auto'}) ...",
+                          flush=True)
+                result = run_lesson(lesson, profile=profile, parameters=values[lesson], output_dir=output_dir,
+                                    solutions_dir=solutions_dir, kernel_name=kernel_name, verbose=verbose,
+                                    stopper=stopper)
+                results.append(result)
+                if verbose and result.status != "interrupted":
+                    print(result.error if result.error else f"[{number}/{len(chosen)}] {lesson}: passed in "
+                          f"{_duration(result.seconds)}", flush=True)
+        except KeyboardInterrupt as stop:  # between two lessons, or while a lesson's HTML copy was written
+            _stopped_between_lessons(results, chosen, getattr(stop, "signal_number", signal.SIGINT))
     write_report(results, output_dir, profile=profile, parameters=parameters)
     return results
+
+
+def _interrupted(lesson: str, signal_number: int) -> str:
+    """The report's line for an interrupted lesson: ``interrupted in lesson 03_fine_tuning (by SIGTERM)``."""
+    how = "" if signal_number == signal.SIGINT else f" by {signal.Signals(signal_number).name}"
+    return f"interrupted in lesson {lesson}{how}"
+
+
+def _stopped_between_lessons(results: list[LessonResult], chosen: Sequence[str], signal_number: int) -> None:
+    """Add the results of a run stopped outside a kernel's work: the lesson it was at (or the next one) is
+    interrupted, the ones after it skipped."""
+    for index, lesson in enumerate(chosen[len(results):]):
+        results.append(LessonResult(lesson, "interrupted", error=_interrupted(lesson, signal_number),
+                                    signal_number=signal_number) if index == 0 else
+                       LessonResult(lesson, "skipped", error="not run: the run was interrupted"))
 
 
 # --------------------------------------------------------------------------------------------------------

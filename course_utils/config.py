@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["DATASETS", "IMAGE_SIZE_RANGE", "KAGGLE_WORKING", "LESSONS", "LESSON_DEFAULTS", "PROFILES",
-           "PROFILE_DEFAULTS", "REPOSITORY_URL", "SEED_RANGE", "TARGET_SIGNS", "UNKNOWN_CLASS", "ParameterError",
+           "PROFILE_DEFAULTS", "SEED_RANGE", "TARGET_SIGNS", "UNKNOWN_CLASS", "ParameterError",
            "check_parameters", "default_data_dir", "default_output_dir", "on_kaggle", "parameter_problem",
            "profile_defaults", "resolve"]
 
@@ -26,9 +26,6 @@ LESSONS: tuple[str, ...] = (
     "04_unknown_class",
     "05_your_own_images",
 )
-
-#: Where the course lives; the Colab and Kaggle set-up cell installs the package from here.
-REPOSITORY_URL = "https://github.com/transfer-learning-course/transfer-learning-course"
 
 #: The four traffic signs the classifier learns (as in the GTSRB tutorial); every other sign type is
 #: "unknown" in lesson 4.
@@ -173,8 +170,9 @@ def parameter_problem(name: str, value: Any, *, base_dir: str | os.PathLike[str]
     - ``PROFILE``: one of :data:`PROFILES`; ``ARCH``: a backbone of ``backbones.BACKBONES`` or
       ``"scratch_cnn"``;
     - ``DATASET``: a known data set name or an existing folder (relative paths from ``base_dir``, default
-      the current folder);
+      the current folder), not empty and not a system folder (``/``, ``/usr``, the home folder itself);
     - ``DATA_DIR``/``OUTPUT_DIR``: a path that is not a regular file;
+    - ``UNLABELED_DIR``: an existing folder (relative paths from ``base_dir``, default the current folder);
     - ``*_FRACTION`` and ``KEEP_*``: a number in (0, 1]; ``*BLOCKS``: a whole number >= 0;
     - any other number (learning rates, ...): finite and > 0.
     """
@@ -212,6 +210,8 @@ def parameter_problem(name: str, value: Any, *, base_dir: str | os.PathLike[str]
 
         if isinstance(value, (str, os.PathLike)) and str(value) in DATASETS:
             return None
+        if isinstance(value, (str, os.PathLike)) and not str(value).strip():
+            return f"{shown} is empty: use one of {', '.join(DATASETS)} or the path of a folder of class folders."
         folder = Path(value) if isinstance(value, (str, os.PathLike)) else None
         if folder is not None and not folder.is_absolute() and base_dir is not None:
             folder = Path(base_dir) / folder
@@ -221,6 +221,22 @@ def parameter_problem(name: str, value: Any, *, base_dir: str | os.PathLike[str]
             kind = "is a file, not a folder" if folder is not None and folder.exists() else "is unknown"
             return (f"{shown} {kind}{where}: use one of {', '.join(DATASETS)} or the path of an existing "
                     "folder of class folders.")
+        from course_utils.files import is_system_folder
+
+        if is_system_folder(folder):
+            return (f"{shown} is a system folder (or the home folder itself), not a data set: scanning it would "
+                    "walk the whole file system; use the folder that holds your class folders.")
+        return None
+    if key == "unlabeled_dir":
+        if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+            return f"{shown} is not allowed: use the path of a folder of images to predict (or None)."
+        folder = Path(value).expanduser()
+        if not folder.is_absolute() and base_dir is not None:
+            folder = Path(base_dir) / folder
+        if not folder.is_dir():
+            kind = "is a file, not a folder" if folder.exists() else "does not exist"
+            where = f" (looked for {folder.absolute()})" if str(folder.absolute()) != str(value) else ""
+            return f"{shown} {kind}{where}: use the path of a folder of images to predict."
         return None
     if key in ("data_dir", "output_dir"):
         if not isinstance(value, (str, os.PathLike)):

@@ -7,8 +7,9 @@ Every data set ends up as a list of :class:`Sample` (path, label, group) plus a 
     split = load_dataset("/path/to/my_photos", data_dir, profile="full")   # class sub-folders
 
 Real folders are messy. :func:`scan_image_folder` skips what cannot be used (non-images, empty, truncated
-or corrupt files) and prints ONE line saying how many, which and why. Hidden system files (``.DS_Store``,
-``._photo.jpg``, ``Thumbs.db``) are ignored silently: they are never images a user meant to add.
+or corrupt files, files and sub-folders it may not read) and prints ONE line saying how many, which and why.
+Hidden system files (``.DS_Store``, ``._photo.jpg``, ``Thumbs.db``) are ignored silently: they are never
+images a user meant to add. A system folder (``/``, ``/usr``, the home folder itself) is refused as a data set.
 How files are checked, so that a folder of 50,000 images is scanned in seconds, not minutes:
 the header is read for every file; PNG files are verified chunk by chunk (checksums, no decoding);
 a JPEG must end with its end-of-image marker (a truncated download does not); other formats are decoded.
@@ -16,19 +17,20 @@ a JPEG must end with its end-of-image marker (a truncated download does not); ot
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.error
 from collections.abc import Sequence
 from pathlib import Path
 
 from course_utils import config
-from course_utils.files import display_path, is_utf8_name, printable_name
-from course_utils.image_files import IMAGE_EXTENSIONS, image_problem, is_hidden
+from course_utils.files import display_path, is_system_folder, is_utf8_name, printable_name
+from course_utils.image_files import IMAGE_EXTENSIONS, UNREADABLE, image_problem, is_hidden
 from course_utils.samples import DatasetError, DownloadError, Sample, group_of, track_of
 from course_utils.splits import Split, select_classes, split_samples
 
-__all__ = ["GTSRB_CLASSES", "NOT_UTF8", "files_under", "find_split_folders", "gtsrb_samples", "list_unlabeled_images",
-           "load_dataset", "oxford_pet_samples", "scan_image_folder"]
+__all__ = ["GTSRB_CLASSES", "NOT_UTF8", "UNREADABLE_FOLDER", "files_under", "find_split_folders", "gtsrb_samples",
+           "list_unlabeled_images", "load_dataset", "oxford_pet_samples", "scan_files", "scan_image_folder"]
 
 
 def _report_skipped(root: Path, skipped: list[tuple[Path, str]], total: int, empty_classes: list[str]
@@ -62,6 +64,8 @@ def _relative(path: Path, root: Path) -> str:
 
 #: Why a file or folder with a name that is not UTF-8 is skipped.
 NOT_UTF8 = "name not valid UTF-8 (rename it)"
+#: Why a sub-folder the course may not list is skipped (its images are not seen).
+UNREADABLE_FOLDER = "folder(s) " + UNREADABLE
 
 
 def _is_dir(path: Path) -> bool:
@@ -73,8 +77,19 @@ def _is_dir(path: Path) -> bool:
 
 
 def _require_folder(root: Path) -> None:
-    """Raise :class:`DatasetError` when ``root`` is missing or a regular file (saying which)."""
+    """Raise :class:`DatasetError` when ``root`` is missing, a regular file, a system folder or unreadable."""
     if root.is_dir():
+        if is_system_folder(root):
+            raise DatasetError(f"The data folder {printable_name(root)} is a system folder (or the home folder "
+                               "itself), not a data set: scanning it would walk the whole file system; pass the "
+                               "folder that holds your class folders, e.g. ~/photos/pets.")
+        try:
+            with os.scandir(root):
+                pass
+        except PermissionError:
+            raise DatasetError(f"The data folder {printable_name(root)} cannot be read (permission denied): give "
+                               "yourself read permission (chmod u+rx) or copy the images to a folder of yours."
+                               ) from None
         return
     if root.exists():
         raise DatasetError(f"The data folder {root} is a file, not a folder: pass the folder that holds the "
@@ -88,6 +103,7 @@ def _class_folders(root: Path, verbose: bool = True) -> tuple[list[str], list[st
     A folder that is a link leading back inside the data set (to ``root`` itself, or to another class) would
     make a class holding copies of other images: it is ignored with a notice.
     """
+    _require_folder(root)
     names, ignored = [], []
     inside = root.resolve()
     for path in sorted(root.iterdir()):
@@ -104,13 +120,66 @@ def _class_folders(root: Path, verbose: bool = True) -> tuple[list[str], list[st
         names.append(path.name)
     if ignored and verbose:
         print(f"ℹ️ Ignored {len(ignored)} folder(s) in {display_path(root)}: {'; '.join(ignored)}.")
+    if verbose:
+        _report_capitalisation(root, names)
     return names, ignored
+
+
+def _report_capitalisation(root: Path, names: Sequence[str]) -> None:
+    """One notice when class folders differ only in capitalisation (``Cat`` and ``cat``): they become two classes."""
+    by_lower: dict[str, list[str]] = {}
+    for name in names:
+        by_lower.setdefault(name.casefold(), []).append(name)
+    twins = [" and ".join(group) for group in by_lower.values() if len(group) > 1]
+    if twins:
+        print(f"ℹ️ Class folders in {display_path(root)} differ only in capitalisation ({'; '.join(twins)}): each "
+              "is trained as a class of its own; merge them into one folder if they are the same class.")
+
+
+def scan_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Every non-hidden file under ``folder`` (recursively, sorted) and every entry that could not be read.
+
+    A sub-folder the course may not list (or an entry whose type it may not read) goes to the second list
+    instead of stopping the walk with a ``PermissionError``. Links to files count as files; links to folders
+    below ``folder`` are not followed, so a link cannot make the walk go round in circles.
+    """
+    files: list[Path] = []
+    unreadable: list[Path] = []
+    waiting = [Path(folder)]
+    while waiting:
+        current = waiting.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = list(listing)
+        except PermissionError:
+            unreadable.append(current)
+            continue
+        except OSError:  # removed or replaced while the walk ran: nothing in it to see
+            continue
+        for entry in entries:
+            if is_hidden(entry.name):
+                continue
+            path = current / entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    waiting.append(path)
+                elif entry.is_file():
+                    files.append(path)
+            except PermissionError:
+                unreadable.append(path)
+            except OSError:  # a broken link, or one that leads round in a circle: not a file
+                continue
+    return sorted(files), sorted(unreadable)
 
 
 def files_under(folder: Path) -> list[Path]:
     """Every non-hidden file under ``folder`` (recursively), sorted: what a scan looks at, usable or not."""
-    return sorted(path for path in folder.rglob("*")
-                  if path.is_file() and not any(map(is_hidden, path.relative_to(folder).parts)))
+    return scan_files(folder)[0]
+
+
+def _unreadable_entries(unreadable: list[Path]) -> list[tuple[Path, str]]:
+    """The entries :func:`scan_files` could not read, each with why (for the summary line)."""
+    return [(path, UNREADABLE_FOLDER if _is_dir(path) else UNREADABLE) for path in unreadable]
 
 
 # ------------------------------------------------------------ folders
@@ -128,8 +197,9 @@ def _scan(root: Path, classes: Sequence[str] | None, check_files: bool, verbose:
     samples, skipped, empty, total = [], [], [], 0
     kept: list[str] = []
     for name in classes:
-        files = files_under(root / name)
-        total += len(files)
+        files, unreadable = scan_files(root / name)
+        skipped += _unreadable_entries(unreadable)
+        total += len(files) + len(unreadable)
         good = []
         for path in files:
             if not is_utf8_name(path.relative_to(root / name)):
@@ -203,8 +273,11 @@ def find_split_folders(root: str | Path) -> dict[str, Path] | None:
     root = Path(root)
     if not root.is_dir():
         return None
-    found = {_SPLIT_NAMES[p.name.lower()]: p for p in sorted(root.iterdir())
-             if p.is_dir() and p.name.lower() in _SPLIT_NAMES}
+    try:
+        entries = sorted(root.iterdir())
+    except PermissionError:
+        return None  # an unreadable folder: the scan that follows says so
+    found = {_SPLIT_NAMES[p.name.lower()]: p for p in entries if _is_dir(p) and p.name.lower() in _SPLIT_NAMES}
     return found if "train" in found else None
 
 
@@ -212,13 +285,13 @@ def list_unlabeled_images(folder: str | Path, *, verbose: bool = True) -> list[P
     """All usable images in ``folder`` and its sub-folders (for predicting into a CSV), sorted by path."""
     folder = Path(folder)
     _require_folder(folder)
-    files = files_under(folder)
-    good, skipped = [], []
+    files, unreadable = scan_files(folder)
+    good, skipped = [], _unreadable_entries(unreadable)
     for path in files:
         problem = image_problem(path)
         (skipped.append((path, problem)) if problem else good.append(path))
     if verbose:
-        _report_skipped(folder, skipped, len(files), [])
+        _report_skipped(folder, skipped, len(files) + len(unreadable), [])
     if not good:
         raise DatasetError(f"No usable images in {folder}: put .jpg or .png files there.")
     return good
@@ -358,6 +431,7 @@ def load_dataset(name: str | Path, data_dir: str | Path | None = None, *, profil
 
         name = make_sample_folder(data_dir / "lesson5-sample-folder", seed=seed, verbose=verbose).labeled
     if Path(name).is_dir():
+        _require_folder(Path(name))
         return _folder_dataset(Path(name), classes, val_fraction, test_fraction, options, verbose)
     if Path(name).exists():
         _require_folder(Path(name))

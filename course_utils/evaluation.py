@@ -2,7 +2,8 @@
 
 - :func:`predict` gives logits, probabilities, predicted and true labels for a whole loader;
 - :func:`predict_image` ranks the classes for one image file (any mode, any size);
-- :func:`predict_folder` writes the predictions for an unlabeled folder to a CSV (a submission file);
+- :func:`predict_folder` writes the predictions for an unlabeled folder to a CSV (a submission file), through
+  :func:`write_predictions_csv`, which neutralises cells a spreadsheet would run as a formula;
 - :func:`classification_table` is scikit-learn's classification report as a table;
 - lesson 4's out-of-distribution helpers: :func:`max_softmax_scores`, :func:`auroc`,
   :func:`threshold_keeping` and :func:`ood_summary`.
@@ -15,7 +16,9 @@ them exactly the wrong way round.
 
 from __future__ import annotations
 
+import csv
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -34,8 +38,9 @@ from course_utils.files import atomic_write, display_path, is_utf8_name, printab
 from course_utils.image_files import load_rgb, to_numpy
 from course_utils.loaders import batches_with_progress
 
-__all__ = ["Predictions", "auroc", "classification_table", "max_softmax_scores", "ood_summary", "predict",
-           "predict_folder", "predict_image", "threshold_keeping"]
+__all__ = ["FORMULA_STARTS", "Predictions", "auroc", "classification_table", "max_softmax_scores", "ood_summary",
+           "predict", "predict_folder", "predict_image", "spreadsheet_safe", "threshold_keeping",
+           "write_predictions_csv"]
 
 ArrayLike = Any  # a torch tensor, numpy array or list of numbers
 
@@ -127,12 +132,16 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
     Columns: ``file`` (path relative to ``folder``), ``predicted_class``, ``confidence`` (the probability
     of that class). With ``top_k`` above 1, also ``top_1_class``, ``top_1_probability``, ...,
     ``top_<k>_class``, ``top_<k>_probability`` (the k most probable classes, best first). Files that cannot be
-    read are skipped with one summary line. The CSV is written atomically to ``csv_path`` when given; names
-    that are not UTF-8 are written with ``\\xNN`` escapes, and when the CSV cannot be written (a full disk, a
-    file in the way) a warning says so and the table is still returned, so no computed prediction is lost.
+    read (unreadable, corrupt, or too large to decode in the memory there is) are skipped with one summary
+    line. The CSV is written with :func:`write_predictions_csv` to
+    ``csv_path`` when given (atomically, names that are not UTF-8 escaped, formula-like cells neutralised); when
+    it cannot be written (a full disk, a file in the way) a warning says so and the table is still returned,
+    so no computed prediction is lost.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, not {top_k}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, not {batch_size!r}.")
     top_k = min(top_k, len(classes))
     folder = Path(folder)
     device = torch.device(device) if device is not None else model_device(model)
@@ -170,6 +179,9 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
             except (OSError, ValueError, SyntaxError) as error:
                 skipped.append(f"{printable_name(path.name)} ({type(error).__name__})")
                 continue
+            except (MemoryError, Image.DecompressionBombError):  # one huge image: skip it, keep the others
+                skipped.append(f"{printable_name(path.name)} (too large to decode)")
+                continue
             batch.append(tensor)
             names.append(path.relative_to(folder).as_posix())
             if len(batch) == batch_size:
@@ -184,24 +196,52 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
         columns += [f"top_{rank}_{what}" for rank in range(1, top_k + 1) for what in ("class", "probability")]
     table = pd.DataFrame(rows, columns=columns)
     if csv_path is not None:
-        _write_predictions(table, Path(csv_path))
+        try:
+            write_predictions_csv(table, csv_path)
+        except OSError as error:
+            print(f"⚠️ {error} The {len(table)} predictions are in the table this function returns; save them "
+                  "with table.to_csv(...) to another path.")
     return table
 
 
-def _write_predictions(table: pd.DataFrame, csv_path: Path) -> None:
-    """Write the predictions CSV atomically; on failure say why, and keep the table (it is returned)."""
+#: The first characters that make a spreadsheet (Excel, LibreOffice, Google Sheets) read a cell as a formula or a
+#: command, as OWASP's advice on CSV injection lists them: a file named ``=1+cmd|' /C calc'!A0.png`` would run.
+FORMULA_STARTS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet runs: a leading ``'`` when it starts with one of
+    :data:`FORMULA_STARTS` (OWASP's advice on CSV injection), else unchanged."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def write_predictions_csv(table: pd.DataFrame, csv_path: str | os.PathLike[str]) -> Path:
+    """Write a predictions table (as :func:`predict_folder` returns it) to ``csv_path`` atomically.
+
+    Every text cell (file and class names) goes through :func:`spreadsheet_safe` and is quoted (a name may
+    hold a comma or a line break), and names that are not UTF-8 are spelled with ``\\xNN`` escapes (with a
+    notice). Raises ``OSError`` with one sentence naming the file when
+    it cannot be written (a folder, a device or a link there, a read-only folder, a full disk).
+    """
+    csv_path = Path(csv_path)
     odd = [name for name in table["file"] if not is_utf8_name(name)]
-    written = table.assign(file=[printable_name(name) for name in table["file"]]) if odd else table
+    written = table.copy()
+    for column in written.columns:
+        if not pd.api.types.is_numeric_dtype(written[column]):
+            written[column] = [spreadsheet_safe(printable_name(value)) if isinstance(value, str) else value
+                               for value in written[column]]
     try:
         with atomic_write(csv_path) as temporary:
-            written.to_csv(temporary, index=False, encoding="utf-8")
+            written.to_csv(temporary, index=False, encoding="utf-8", quoting=csv.QUOTE_NONNUMERIC)
     except OSError as error:
-        print(f"⚠️ Could not write {display_path(csv_path)} ({error}): the {len(table)} predictions are in the "
-              "table this function returns; save them with table.to_csv(...) to another path.")
-        return
+        if error.strerror:  # the system's reason (a full disk, a read-only folder): name it and the way out
+            raise type(error)(f"Could not write {display_path(csv_path)} ({error.strerror.lower()}): free some "
+                              "space, or choose a path in a folder you can write to.") from None
+        raise type(error)(f"Could not write {display_path(csv_path)}: {error}") from None
     if odd:
         print(f"ℹ️ {len(odd)} file name(s) are not valid UTF-8 (e.g. {printable_name(odd[0])}): the CSV spells "
               "their odd bytes as \\xNN; rename the files to keep the names readable.")
+    return csv_path
 
 
 def classification_table(targets: ArrayLike, predicted: ArrayLike, classes: Sequence[str]) -> pd.DataFrame:

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from course_utils.checkpoints import weights_checksum
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
 from course_utils.files import atomic_write, display_path
 from course_utils.loaders import batches_with_progress
@@ -114,8 +115,8 @@ def compute_features(
         _MEMORY_CACHE[cache_key] = features, labels
     if cache_dir is not None:
         with atomic_write(_cache_file(cache_dir, cache_key)) as temporary:
-            torch.save({"features": features, "labels": labels, "key": cache_key,
-                        "shape": list(features.shape)}, temporary)
+            torch.save({"features": features, "labels": labels, "key": cache_key, "shape": list(features.shape),
+                        "sha256": _cache_checksum(features, labels)}, temporary)
     return features, labels
 
 
@@ -127,11 +128,17 @@ def _rows_of(loader: Iterable) -> int | None:
         return None
 
 
+def _cache_checksum(features: torch.Tensor, labels: torch.Tensor) -> str:
+    """SHA-256 over the features and labels (names, dtypes, shapes, bytes), stored with them in the cache file."""
+    return weights_checksum({"features": features, "labels": labels})
+
+
 def _read_cache(path: Path, cache_key: str, rows: int | None) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The ``(features, labels)`` of a cache file, or ``None`` (with one line saying why) when it cannot serve.
 
-    The file must load, hold the same key (a copied or renamed file may not) and a shape that matches its
-    tensors and the number of images to compute; otherwise the features are computed again.
+    The file must load, hold the same key (a copied or renamed file may not), a shape that matches its
+    tensors and the number of images to compute, and features and labels that match the checksum stored with
+    them (flipped bytes keep a file's size); otherwise the features are computed again.
     """
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
@@ -145,6 +152,10 @@ def _read_cache(path: Path, cache_key: str, rows: int | None) -> tuple[torch.Ten
             problem = f"{len(features)} feature rows but {len(labels)} labels"
         elif rows is not None and len(features) != rows:
             problem = f"it has {len(features)} rows for {rows} images"
+        elif stored.get("sha256") is None:
+            problem = "it has no checksum: an older course version wrote it"
+        elif stored["sha256"] != _cache_checksum(features, labels):
+            problem = "its features or labels differ from the checksum stored with them: changed bytes"
     except Exception as error:  # noqa: BLE001 - an unreadable cache file is simply recomputed
         problem = f"unreadable: {type(error).__name__}: {(str(error).splitlines() or [''])[0][:120]}"
     if problem is None:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE", "image_problem", "is_hidden", "load_rgb", "to_numpy"]
+__all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE", "UNREADABLE", "image_problem", "is_hidden", "load_rgb", "to_numpy"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp",
@@ -21,6 +21,8 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 #: Images larger than this (on their longer side) are shrunk when loaded: no lesson needs more pixels.
 MAX_IMAGE_SIDE = 2048
 _SYSTEM_FILES = {"thumbs.db", "desktop.ini", "__macosx"}
+#: Why a file or folder the course may not read (its permissions forbid it) is skipped.
+UNREADABLE = "not readable, permission denied"
 
 
 def load_rgb(path: str | Path) -> Image.Image:
@@ -69,7 +71,10 @@ def image_problem(path: Path) -> str | None:
     """Why ``path`` cannot be used as an image, or None when it is fine."""
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         return "not an image file"
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except PermissionError:
+        return UNREADABLE
     if size == 0:
         return "empty file"
     try:
@@ -81,7 +86,9 @@ def image_problem(path: Path) -> str | None:
         if image_format != "PNG":
             with Image.open(path) as image:
                 image.load()
-    except Image.DecompressionBombError:
+    except PermissionError:
+        return UNREADABLE
+    except (Image.DecompressionBombError, MemoryError):
         return "too large to open safely"
     except Image.UnidentifiedImageError:
         return "not a readable image"

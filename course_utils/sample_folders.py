@@ -13,7 +13,11 @@ A folder someone collected is never as tidy as a benchmark. This one, drawn with
   broken file too.
 
 :func:`make_sample_folder` writes it in a few seconds, always the same bytes for the same seed, and finds it
-again on the next call (cached by its settings).
+again on the next call (cached by its settings). :func:`copy_unlabeled_images` makes lesson 5's unlabeled folder
+when a data set has none (a few test images, without their labels).
+
+The course deletes only what it made: a folder it makes carries a marker file, and a folder of the same name
+without that marker (the user's own photos, say) is never deleted or filled.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,7 +37,8 @@ from PIL import Image
 from course_utils import synthetic
 from course_utils.files import display_path, write_json_atomic
 
-__all__ = ["FOLDER_VERSION", "SAMPLE_CLASSES", "UNLABELED_PER_CLASS", "SampleFolder", "make_sample_folder"]
+__all__ = ["COPY_MARKER", "FOLDER_VERSION", "SAMPLE_CLASSES", "UNLABELED_PER_CLASS", "SampleFolder",
+           "copy_unlabeled_images", "make_sample_folder"]
 
 #: Folder name -> (sign type drawn, number of tracks, frames per track, how files are named).
 #: "tracks": ``00003_00001.png``; "camera": ``IMG_0042.JPG`` (one frame per sign); "odd": assorted names.
@@ -106,7 +113,8 @@ def make_sample_folder(root: Path | str, *, seed: int = 0, verbose: bool = True)
 
     ``root/<settings-hash>/labeled/<class>/...`` and ``root/<settings-hash>/unlabeled/...``. The folder is
     assembled under a temporary name and renamed when complete, so an interrupted run never leaves a folder that
-    looks finished. About 230 small images: a few seconds.
+    looks finished; the temporary folder names its owner (host and process), and the next call removes those
+    whose owner is dead (a kernel killed mid-way). About 230 small images: a few seconds.
     """
     settings = {"version": FOLDER_VERSION, "generator_version": synthetic.GENERATOR_VERSION, "seed": seed,
                 "classes": {name: list(value) for name, value in SAMPLE_CLASSES.items()},
@@ -114,18 +122,26 @@ def make_sample_folder(root: Path | str, *, seed: int = 0, verbose: bool = True)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     folder = Path(root).expanduser() / digest
     result = SampleFolder(folder / "labeled", folder / "unlabeled")
+    if folder.parent.is_dir():
+        synthetic.remove_stale_partials(folder.parent, verbose=verbose)
     if _finished(folder, settings):
         return result
+    if folder.exists() and not isinstance(synthetic.read_manifest(folder), dict):
+        raise FileExistsError(f"{display_path(folder)} exists but is not a practice folder the course made (no "
+                              f"readable {synthetic.MANIFEST_NAME}): move it away, then run the cell again.")
     partial = folder.with_name(f".{digest}.partial-{uuid.uuid4().hex[:8]}")
     try:
+        partial.mkdir(parents=True)
+        (partial / synthetic.OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
         if verbose:
             print(f"Making lesson 5's sample folder in {display_path(folder)} ...")
         counts = _write_folder(partial, seed)
         write_json_atomic(partial / synthetic.MANIFEST_NAME, {"settings": settings, "counts": counts})
+        (partial / synthetic.OWNER_FILE).unlink()
         if _finished(folder, settings):  # another process (a second notebook) finished the same folder meanwhile
             shutil.rmtree(partial)
             return result
-        if folder.exists():
+        if folder.exists():  # the course's, made with other settings (its manifest says so)
             shutil.rmtree(folder)
         os.replace(partial, folder)
     except BaseException:
@@ -138,3 +154,65 @@ def _finished(folder: Path, settings: dict) -> bool:
     """Whether ``folder`` is a complete practice folder made with ``settings`` (its manifest says so)."""
     manifest = synthetic.read_manifest(folder)
     return isinstance(manifest, dict) and manifest.get("settings") == settings
+
+
+# ---------------------------------------------------------------------------------- the unlabeled copy
+#: The file that marks a folder :func:`copy_unlabeled_images` made; it lists the images the course copied there.
+COPY_MARKER = ".course-unlabeled-copy.json"
+
+
+def _copied_files(folder: Path) -> list[str] | None:
+    """The names :func:`copy_unlabeled_images` wrote into ``folder``, when ``folder`` holds nothing else.
+
+    ``None`` when ``folder`` is not such a copy: a link, no marker, a marker that does not read as the course's
+    (a list of plain file names), or any other entry besides the marker and those files (someone's own image).
+    """
+    marker = folder / COPY_MARKER
+    if folder.is_symlink() or not folder.is_dir() or marker.is_symlink() or not marker.is_file():
+        return None
+    try:
+        names = json.loads(marker.read_text()).get("files")
+        entries = [path for path in folder.iterdir() if path.name != COPY_MARKER]
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(names, list) or not all(isinstance(name, str) and name == Path(name).name
+                                              and name not in ("", ".", "..") for name in names):
+        return None
+    if any(path.name not in names or path.is_symlink() or not path.is_file() for path in entries):
+        return None
+    return names
+
+
+def copy_unlabeled_images(images: Sequence[Path | str], parent: Path | str, *, name: str = "unlabeled",
+                          verbose: bool = True) -> Path:
+    """Copy ``images`` into a folder ``parent/<name>`` of the course's, without their labels; return the folder.
+
+    For a data set without a folder of unlabeled images (Oxford-IIIT Pet has none), lesson 5 predicts a few test
+    images instead: ``image_000.jpg``, ``image_001.png``, ... (the label-free names a client would send). The
+    folder is marked with :data:`COPY_MARKER`, which lists the copies; a later call empties and refills only a
+    folder so marked that holds nothing else. Any other folder of that name (the user's own photos, say) is left
+    as it is, and the copy goes to ``<name>-2``, ``<name>-3``, ... instead, with one line saying so.
+    """
+    parent = Path(parent)
+    names = [f"image_{number:03d}{Path(image).suffix.lower()}" for number, image in enumerate(images)]
+    for number in range(1, 100):
+        folder = parent / (name if number == 1 else f"{name}-{number}")
+        if not folder.exists() and not folder.is_symlink():
+            folder.mkdir(parents=True)
+            break
+        earlier = _copied_files(folder)
+        if earlier is not None:  # the course's own copy from an earlier run: emptied, then filled again
+            for old in earlier:
+                (folder / old).unlink(missing_ok=True)
+            break
+    else:
+        raise FileExistsError(f"{display_path(parent / name)} and {name}-2 ... {name}-99 beside it all exist and "
+                              "are not the course's: move some of them away.")
+    if verbose and folder.name != name:
+        print(f"ℹ️ {display_path(parent / name)} is not a folder the course made: left as it is; copying the "
+              f"unlabeled images to {display_path(folder)} instead.")
+    write_json_atomic(folder / COPY_MARKER, {"made_by": "course_utils.sample_folders.copy_unlabeled_images",
+                                             "files": names})  # first: an interrupted copy stays the course's
+    for image, copy in zip(images, names, strict=True):
+        shutil.copyfile(image, folder / copy)
+    return folder

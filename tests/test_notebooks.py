@@ -23,11 +23,12 @@ from course_tools.notebooks import (
     build,
     check,
     read_parameters,
+    repository_url,
     setup_cell_source,
     strip_solutions,
     student_version,
 )
-from course_utils import __version__, config
+from course_utils import __version__
 
 PARAMETERS = (
     "PROFILE = None  # full, offline or smoke\n"
@@ -223,7 +224,7 @@ def test_malformed_markers_in_markdown_name_the_notebook_and_cell(source, words)
 def test_setup_cell_is_stdlib_python_that_does_nothing_off_colab_and_kaggle(monkeypatch):
     monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
     source = setup_cell_source()
-    assert "git+{repository}@{ref}" in source and config.REPOSITORY_URL in source
+    assert "git+{repository}@{ref}" in source and f'repository="{repository_url()}"' in source
     calls = []
     monkeypatch.setattr("subprocess.run", lambda *args, **kwargs: calls.append(args))
     output = io.StringIO()
@@ -255,7 +256,7 @@ def test_setup_cell_installs_on_kaggle_unless_this_version_is_installed(installe
     with redirect_stdout(io.StringIO()) as output:
         exec(compile(setup_cell_source(), "<setup>", "exec"), {})
     if installs:
-        assert calls and calls[0][-1] == f"course-utils @ git+{config.REPOSITORY_URL}@v{__version__}"
+        assert calls and calls[0][-1] == f"course-utils @ git+{repository_url()}@v{__version__}"
         assert f"installing the course package {__version__}" in output.getvalue()
     else:
         assert calls == [] and f"the course package {__version__} is already installed" in output.getvalue()
@@ -263,7 +264,7 @@ def test_setup_cell_installs_on_kaggle_unless_this_version_is_installed(installe
 
 def test_badges_point_at_the_student_notebook():
     text = badges_markdown("02_feature_extraction")
-    repository = config.REPOSITORY_URL.removeprefix("https://github.com/")
+    repository = repository_url().removeprefix("https://github.com/")
     assert (f"https://colab.research.google.com/github/{repository}/blob/main/notebooks/"
             "02_feature_extraction.ipynb") in text
     assert (f"https://kaggle.com/kernels/welcome?src=https://github.com/{repository}/blob/main/notebooks/"
@@ -282,12 +283,14 @@ def make_course(root: Path) -> tuple[Path, Path]:
 def test_build_then_check_round_trip(tmp_path):
     solutions, notebooks = make_course(tmp_path)
     assert len(check(solutions, notebooks)) >= 2  # template cells out of date, student notebooks missing
-    (notebooks).mkdir()
-    nbformat.write(lesson_notebook("stale"), str(notebooks / "99_gone.ipynb"))
+    nbformat.write(lesson_notebook("z = 9"), str(solutions / "99_gone.ipynb"))
+    build(solutions, notebooks)
+    (solutions / "99_gone.ipynb").unlink()  # a lesson removed: its student notebook, written by build, goes too
+    assert check(solutions, notebooks) == [f"{notebooks / '99_gone.ipynb'}: no solution {solutions / '99_gone.ipynb'}; "
+                                           "`course build` removes it (it wrote it, and nobody changed it since)."]
 
     changed = build(solutions, notebooks)
-    expected = {solutions / "01_demo.ipynb", notebooks / "01_demo.ipynb", notebooks / "99_gone.ipynb"}
-    assert set(changed) >= expected
+    assert changed == [notebooks / "99_gone.ipynb"]
     assert sorted(p.name for p in notebooks.iterdir()) == ["01_demo.ipynb", "02_other.ipynb"]
     assert check(solutions, notebooks) == []
     assert build(solutions, notebooks) == []  # nothing left to do, nothing rewritten
@@ -376,3 +379,91 @@ def test_read_parameters_of_a_notebook_without_parameters_cell_is_empty(tmp_path
     path = tmp_path / "lesson.ipynb"
     nbformat.write(nb, str(path))
     assert read_parameters(path) == []
+
+
+# --------------------------------------------------------------------------------------------------------
+# Answer leaks: markers that are nearly right, answers copied into markdown, metadata and attachments
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("marker", ["## BEGIN SOLUTION", "### Begin Solution", "### BEGIN SOLUTION (answer)",
+                                    "#### BEGIN SOLUTION", "# BEGIN_SOLUTION", "### END SOLUTION (answer)",
+                                    "    ### end solution"])
+@pytest.mark.parametrize("kind", ["code", "markdown"])
+def test_a_nearly_right_marker_is_an_error_naming_notebook_and_cell(marker, kind, tmp_path):
+    exact_end = "### END SOLUTION" if "END" not in marker.upper() else "### BEGIN SOLUTION"
+    lines = ([marker, "answer = 42", exact_end] if "BEGIN" in marker.upper()
+             else [exact_end, "answer = 42", marker])
+    source = "\n".join(["# Exercise 1: A", *lines] if kind == "code" else lines)
+    solution = lesson_notebook("x = 1")
+    solution.cells.insert(4, new_code_cell(source) if kind == "code" else new_markdown_cell(source))
+    with pytest.raises(MarkerError, match=r"solutions/07_demo\.ipynb, cell 4.*looks like a solution marker"):
+        student_version(solution, notebook_name="solutions/07_demo.ipynb")
+
+    solutions, notebooks = tmp_path / "solutions", tmp_path / "notebooks"
+    solutions.mkdir()
+    nbformat.write(solution, str(solutions / "07_demo.ipynb"))
+    problems = check(solutions, notebooks)
+    assert any("07_demo.ipynb, cell 4" in problem and repr(marker.strip()) in problem for problem in problems)
+    with pytest.raises(MarkerError):
+        build(solutions, notebooks)
+    assert not notebooks.exists()  # nothing published
+
+
+def test_exact_markers_and_words_that_only_mention_them_are_fine():
+    solution = lesson_notebook("# Exercise 1: A\n###BEGIN SOLUTION\nanswer = 42\n### END SOLUTION   \n"
+                               "print('the solution begins here')  # BEGINNING: solutions vary")
+    solution.cells.insert(4, new_markdown_cell("Begin solutions with a plan.\n# Solution notes\n"))
+    student = student_version(solution)
+    assert "answer = 42" not in student.cells[5].source and "# Solution notes" in student.cells[4].source
+
+
+def test_cell_metadata_and_attachments_are_cleared_in_the_student_version():
+    solution = lesson_notebook("x = 1")
+    picture = {"answer.png": {"image/png": "iVBORw0KGgo="}}
+    solution.cells.insert(4, new_markdown_cell("![](attachment:answer.png)", attachments=picture,
+                                               metadata={"answer": "secret in metadata", "tags": ["hint"],
+                                                         "jupyter": {"source_hidden": True, "note": "secret"}}))
+    solution.cells[5].metadata.update({"solution": "x = 1 because secret", "editable": False,
+                                       "scrolled": "secret"})
+    student = student_version(solution)
+    assert "attachments" not in student.cells[4] and "secret" not in json.dumps(student)
+    assert student.cells[4].metadata == {"tags": ["hint"], "jupyter": {"source_hidden": True}}
+    assert student.cells[5].metadata == {"editable": False}
+    assert student.cells[2].metadata == {"tags": ["parameters"]}  # what papermill and build need stays
+
+
+@pytest.mark.parametrize("hint", [
+    "Hint: the answer is `secret_padding = kernel_size // 2`.",  # inline code
+    "Hint: write secret_padding=kernel_size//2 and you are done.",  # in a sentence, spaces differ
+    "```python\n    secret_padding = kernel_size // 2\n```",  # a code block
+])
+def test_check_finds_solution_lines_copied_into_markdown(hint, tmp_path):
+    solutions, notebooks = make_course(tmp_path)
+    solution = nbformat.read(str(solutions / "01_demo.ipynb"), 4)
+    solution.cells[3].source += "\n\n" + hint
+    nbformat.write(solution, str(solutions / "01_demo.ipynb"))
+
+    build(solutions, notebooks)  # build copies markdown outside solution regions as it is
+
+    problems = check(solutions, notebooks)
+    assert f"{notebooks / '01_demo.ipynb'}: 1 solution line(s) leaked, e.g. " \
+           "'secret_padding = kernel_size // 2'." in problems
+
+
+def test_markdown_tagged_as_a_hint_and_code_lines_public_elsewhere_are_not_leaks(tmp_path):
+    solutions, notebooks = make_course(tmp_path)
+    solution = nbformat.read(str(solutions / "01_demo.ipynb"), 4)
+    solution.cells.insert(4, new_markdown_cell("Steps: `secret_padding = kernel_size // 2`, then return it.",
+                                               metadata={"tags": ["solution-hint"]}))
+    # A line of a solution region that the notebook also shows as code outside the regions is public.
+    solution.cells.append(new_code_cell("def padding_again(secret_padding):\n    return secret_padding"))
+    solution.cells.append(new_markdown_cell("`padding_again` ends with `return secret_padding`."))
+    nbformat.write(solution, str(solutions / "01_demo.ipynb"))
+    build(solutions, notebooks)
+    assert check(solutions, notebooks) == []
+
+    solution.cells[4].metadata["tags"] = []  # the same text, not declared a hint: a leak
+    nbformat.write(solution, str(solutions / "01_demo.ipynb"))
+    build(solutions, notebooks)
+    assert any("solution line(s) leaked" in problem for problem in check(solutions, notebooks))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import shutil
 
+import pytest
+
 from course_utils import datasets, sample_folders, splits
 
 
@@ -79,3 +81,98 @@ def test_a_folder_finished_meanwhile_by_another_notebook_is_kept(tmp_path, monke
     assert (folder / "marker").is_file()  # the finished folder was kept, not deleted while others may read it
     assert sorted(p.relative_to(folder) for p in folder.rglob("*") if p.name != "marker") == files_before
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no partial folder left behind
+
+
+# ------------------------------------------------------------------ nothing of the user's is deleted (issue 24)
+def _photos(folder, names=("holiday.jpg", "cat.png")):
+    from conftest import write_image
+
+    return [write_image(folder / name) for name in names]
+
+
+def test_a_users_own_unlabeled_folder_is_left_alone(tmp_path, capsys):
+    output = tmp_path / "out"
+    theirs = _photos(output / "unlabeled")
+    before = {path: path.read_bytes() for path in theirs}
+    tests = _photos(tmp_path / "test", ("a.JPG", "b.png", "c.png"))
+    folder = sample_folders.copy_unlabeled_images(tests, output)
+    assert folder == output / "unlabeled-2"
+    assert {path: path.read_bytes() for path in theirs} == before  # their photos are all still there
+    assert sorted(path.name for path in (output / "unlabeled").iterdir()) == ["cat.png", "holiday.jpg"]
+    assert sorted(datasets.files_under(folder)) == [folder / "image_000.jpg", folder / "image_001.png",
+                                                    folder / "image_002.png"]
+    out = capsys.readouterr().out
+    assert "is not a folder the course made: left as it is" in out and "unlabeled-2" in out
+
+
+def test_the_courses_own_copy_is_refilled_but_never_one_someone_added_to(tmp_path):
+    output = tmp_path / "out"
+    first = sample_folders.copy_unlabeled_images(_photos(tmp_path / "a", ("x.png", "y.png", "z.png")), output,
+                                                 verbose=False)
+    assert first == output / "unlabeled"
+    again = sample_folders.copy_unlabeled_images(_photos(tmp_path / "b", ("x.jpg",)), output, verbose=False)
+    assert again == first and [path.name for path in datasets.files_under(first)] == ["image_000.jpg"]
+    added = _photos(first, ("mine.png",))[0]  # the user puts a photo of their own into the course's folder
+    third = sample_folders.copy_unlabeled_images(_photos(tmp_path / "c", ("x.png",)), output, verbose=False)
+    assert third == output / "unlabeled-2" and added.is_file()
+
+
+def test_a_link_or_a_forged_marker_does_not_make_a_folder_the_courses(tmp_path):
+    photos = tmp_path / "photos"
+    _photos(photos)
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "unlabeled").symlink_to(photos, target_is_directory=True)
+    (photos / sample_folders.COPY_MARKER).write_text('{"files": ["holiday.jpg", "cat.png"]}')  # behind a link
+    (output / "unlabeled-2").mkdir()
+    (output / "unlabeled-2" / sample_folders.COPY_MARKER).write_text('{"files": ["../photos/cat.png"]}')
+    _photos(output / "unlabeled-2", ("mine.png",))
+    folder = sample_folders.copy_unlabeled_images(_photos(tmp_path / "a", ("x.png",)), output, verbose=False)
+    assert folder == output / "unlabeled-3"
+    assert sorted(path.name for path in photos.iterdir()) == [".course-unlabeled-copy.json", "cat.png",
+                                                              "holiday.jpg"]
+    assert (output / "unlabeled-2" / "mine.png").is_file()
+
+
+def test_a_partial_folder_of_a_killed_run_is_removed_by_the_next_run(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "root"
+    code = ("import sys\nfrom course_utils import sample_folders\n"
+            "sample_folders.make_sample_folder(sys.argv[1], verbose=False)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(root)])
+    try:
+        while not list(root.glob(".*.partial-*/labeled/pedestrians/*")) and child.poll() is None:
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)  # kill -9 half-way through drawing
+    finally:
+        child.wait()
+    partials = list(root.glob(".*.partial-*"))
+    assert len(partials) == 1 and not (partials[0] / "manifest.json").exists()  # the killed run's leftover
+    made = sample_folders.make_sample_folder(root, verbose=False)
+    assert [path.name for path in root.iterdir()] == [made.labeled.parent.name]
+    assert not (made.labeled.parent / ".owner").exists()
+
+
+def test_a_partial_folder_whose_owner_still_runs_is_kept(tmp_path):
+    import os
+    import socket
+
+    root = tmp_path / "root"
+    running = root / ".0123456789ab.partial-abcdef12"  # another notebook, still drawing
+    running.mkdir(parents=True)
+    (running / ".owner").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    sample_folders.make_sample_folder(root, verbose=False)
+    assert running.is_dir()
+
+
+def test_a_folder_in_the_way_without_the_courses_manifest_is_not_deleted(tmp_path):
+    first = sample_folders.make_sample_folder(tmp_path / "a", verbose=False)
+    theirs = tmp_path / "b" / first.labeled.parent.name
+    _photos(theirs)
+    with pytest.raises(FileExistsError, match="is not a practice folder the course made"):
+        sample_folders.make_sample_folder(tmp_path / "b", verbose=False)
+    assert sorted(path.name for path in theirs.iterdir()) == ["cat.png", "holiday.jpg"]
