@@ -71,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
                                "or Google Drive")
     prefetch.add_argument("--wheels-from", type=Path, metavar="DIR",
                           help="with --kit: take the dependency wheels from this folder, not the index")
+    prefetch.add_argument("--profile", choices=("full", "offline"),
+                          help="also fetch every data set and backbone the lessons use under this profile (full: "
+                               "GTSRB, Oxford-IIIT Pet, ResNet-18/50), so a GPU workshop runs from the kit")
+    prefetch.add_argument("--results", type=Path, metavar="DIR",
+                          help="with --kit: carry the lessons' results (metrics.json) from this `course run` "
+                               "output folder, so each lesson on Kaggle compares with the earlier ones")
+    prefetch.add_argument("--python-version", default=None, metavar="X.Y",
+                          help="with --kit: the Python of the platform the wheels are resolved for (default: "
+                               "Kaggle's, 3.11; Colab: 3.12)")
 
     predict = commands.add_parser("predict", help="predict a folder of images with a saved checkpoint, to a CSV")
     predict.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="a .pt file saved by a lesson")
@@ -163,12 +172,14 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _prefetch(args: argparse.Namespace) -> int:
-    from course_tools.prefetch import prefetch
+    from course_tools.prefetch import KIT_PYTHON, prefetch
 
-    if not (args.dataset or args.arch or args.kit):
-        raise ValueError("Say what to fetch: --dataset and/or --arch, or --kit DIR for a workshop kit.")
-    if args.wheels_from is not None and args.kit is None:
-        raise ValueError("--wheels-from only applies to --kit DIR.")
+    if not (args.dataset or args.arch or args.kit or args.profile):
+        raise ValueError("Say what to fetch: --dataset and/or --arch, --profile, or --kit DIR for a workshop kit.")
+    for given, option in ((args.wheels_from, "--wheels-from"), (args.results, "--results"),
+                          (args.python_version, "--python-version")):
+        if given is not None and args.kit is None:
+            raise ValueError(f"{option} only applies to --kit DIR.")
     if args.kit is not None:
         kit = Path(os.path.abspath(args.kit))
         here = Path.cwd()
@@ -177,7 +188,8 @@ def _prefetch(args: argparse.Namespace) -> int:
                              "folder of its own; pass a new folder, e.g. --kit workshop-kit.")
         args.kit = Path(os.path.normpath(args.kit))  # "kits/new/.." -> "kits": a folder with a name
     prefetch(args.dataset, args.arch, data_dir=args.data_dir, torch_home=args.torch_home, kit=args.kit,
-             wheels_from=args.wheels_from)
+             wheels_from=args.wheels_from, profile=args.profile, results=args.results,
+             python=args.python_version or KIT_PYTHON)
     return 0
 
 

