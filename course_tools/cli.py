@@ -103,7 +103,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from course_tools.notebooks import build, set_repository_url
+    from course_tools.notebooks import build
+    from course_tools.repository import set_repository_url
     from course_tools.runner import require_solutions_dir
 
     require_solutions_dir(args.solutions)
@@ -159,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from course_tools.notebooks import show_parameters
+    from course_tools.parameters import show_parameters
     from course_tools.runner import available_lessons, require_solutions_dir, resolve_lesson
 
     known = available_lessons(require_solutions_dir(args.solutions))
@@ -172,7 +173,8 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _prefetch(args: argparse.Namespace) -> int:
-    from course_tools.prefetch import KIT_PYTHON, prefetch
+    from course_tools.kit import KIT_PYTHON
+    from course_tools.kit import prefetch_and_build_kit as prefetch
 
     if not (args.dataset or args.arch or args.kit or args.profile):
         raise ValueError("Say what to fetch: --dataset and/or --arch, --profile, or --kit DIR for a workshop kit.")

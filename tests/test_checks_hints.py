@@ -1,5 +1,5 @@
 """Hints in layers (issue 20): the first failure says what is wrong, checks.hint(N) a hint, checks.solution(N)
-the answer; the registry in checks.py stays in step with the exercises of solutions/."""
+the answer; the registry in hints.py stays in step with the exercises of solutions/."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
-from course_utils import checks, models
+from course_utils import checks, hints, models
 from course_utils.checks import ExerciseError
 
 SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"
@@ -55,15 +55,15 @@ def squeeze(text: str) -> str:
 
 
 def test_every_exercise_of_the_solutions_has_a_hint_and_nothing_else_has():
-    assert LESSONS and set(LESSONS) == set(checks._EXERCISES)
+    assert LESSONS and set(LESSONS) == set(hints._EXERCISES)
     for lesson, exercises in LESSONS.items():
-        assert set(exercises) == set(checks._EXERCISES[lesson]), lesson
+        assert set(exercises) == set(hints._EXERCISES[lesson]), lesson
 
 
 @pytest.mark.parametrize("lesson", sorted(LESSONS))
 def test_hints_do_not_give_the_answer_away(lesson):
     for number, exercise in LESSONS[lesson].items():
-        hint = squeeze(checks._EXERCISES[lesson][number].hint)
+        hint = squeeze(hints._EXERCISES[lesson][number].hint)
         assert exercise["reference"] and squeeze(exercise["reference"]) not in hint
         leaked = [line for line in exercise["lines"] if len(squeeze(line)) >= 12 and squeeze(line) in hint]
         assert not leaked, (lesson, number, leaked)
@@ -73,7 +73,7 @@ def test_hints_do_not_give_the_answer_away(lesson):
 def test_each_exercises_checks_are_the_ones_its_cells_call(lesson):
     for number, exercise in LESSONS[lesson].items():
         called = set(re.findall(r"checks\.(check_\w+)\(", "\n".join(exercise["cells"])))
-        for name in checks._EXERCISES[lesson][number].checks:
+        for name in hints._EXERCISES[lesson][number].checks:
             assert name in called and callable(getattr(checks, name)), (lesson, number, name)
 
 
@@ -96,7 +96,7 @@ def test_hint_and_solution_print_from_the_lesson_the_notebook_runs(capsys):
 
 
 def test_solution_says_where_the_answer_is_without_the_notebooks(capsys, monkeypatch):
-    monkeypatch.setattr(checks, "_solution_notebook", lambda lesson: None)  # Colab: the package alone
+    monkeypatch.setattr(hints, "_solution_notebook", lambda lesson: None)  # Colab: the package alone
     checks.solution(1, lesson="L5")
     shown = capsys.readouterr().out
     assert shown.startswith("🔑 Lesson 5, Exercise 1: the answer is in the course's solutions/05_your_own_images.ipynb")

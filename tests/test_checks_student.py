@@ -15,7 +15,7 @@ import torchvision
 from torch import nn
 from traitlets.config import Config
 
-from course_utils import checks, environment, models
+from course_utils import checks, environment, hints, models
 from course_utils.checks import ExerciseError
 from course_utils.image_files import load_rgb
 from course_utils.models import ScratchCNN, conv_block, freeze_backbone, replace_head
@@ -177,7 +177,7 @@ def test_the_head_in_both_optimizer_groups_is_one_line_in_ipython(capsys):
     shell = InteractiveShell.instance(config=config)
     try:
         assert environment.show_exercise_stubs_briefly()  # start_lesson's handler, installed first
-        assert checks._show_library_errors_briefly(shell)
+        assert hints._show_library_errors_briefly(shell)
         shell.user_ns["LESSON"] = "03_fine_tuning"
         capsys.readouterr()
         result = shell.run_cell("import torch\nhead = torch.nn.Linear(2, 2)\nbody = torch.nn.Linear(2, 2)\n"

@@ -29,19 +29,19 @@ from conftest import python_notebook
 from nbformat.v4 import new_code_cell
 from test_prefetch import fake_gtsrb, fake_weights
 
+from course_tools import kit as kit_module
 from course_tools import prefetch as prefetch_module
 from course_tools.cli import main
-from course_tools.notebooks import build, repository_url, setup_cell_source
-from course_tools.prefetch import (
+from course_tools.kit import (
     KIT_MANIFEST,
     PREINSTALLED,
-    CachedItem,
-    PrefetchError,
     build_kit,
     carried_distributions,
     dependency_closure,
     installed_metadata,
 )
+from course_tools.notebooks import build, repository_url, setup_cell_source
+from course_tools.prefetch import CachedItem, PrefetchError
 from course_utils import __version__, config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,8 +185,8 @@ def quick_kit(tmp_path, monkeypatch):
     def tiny_dependencies(wheels, wheels_from=None, python=None):
         return [Path(shutil.copy(wheel, wheels)) for wheel in sorted(Path(wheels_from).glob("*.whl"))]
 
-    monkeypatch.setattr(prefetch_module, "build_course_wheel", tiny_course_wheel)
-    monkeypatch.setattr(prefetch_module, "download_kit_wheels", tiny_dependencies)
+    monkeypatch.setattr(kit_module, "build_course_wheel", tiny_course_wheel)
+    monkeypatch.setattr(kit_module, "download_kit_wheels", tiny_dependencies)
     fake_gtsrb(tmp_path / "data")
     weights, _ = fake_weights(tmp_path / "torch")
     wheelhouse = tiny_kit_wheels(tmp_path / "wheelhouse")
@@ -556,7 +556,7 @@ def test_set_up_links_only_non_empty_data_and_weights_into_torch_hub(platform, t
     (inputs / "hub" / "checkpoints" / "resnet18-f37072fd.pth").write_bytes(b"weights")
     (inputs / "hub" / "checkpoints" / "broken-00000000.pth").write_bytes(b"")
     # The course is already installed on this platform (as after a first run): only the linking runs.
-    wheel = prefetch_module.build_course_wheel(tmp_path / "wheels")
+    wheel = kit_module.build_course_wheel(tmp_path / "wheels")
     subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)], env=environment,
                    check=True, capture_output=True)
     code = f"import torch\n{setup_cell_source()}\nprint('HUB', torch.hub.get_dir())"

@@ -22,10 +22,12 @@ import torch
 from test_kit import write_wheel
 from test_prefetch import fake_gtsrb, fake_weights
 
+from course_tools import kit as kit_module
 from course_tools import prefetch as prefetch_module
 from course_tools.cli import main
+from course_tools.kit import KIT_MANIFEST
 from course_tools.notebooks import setup_cell_source
-from course_tools.prefetch import KIT_MANIFEST, PrefetchError, profile_needs
+from course_tools.prefetch import PrefetchError, profile_needs
 from course_utils import __version__, config
 
 # Fixtures shared with the kit's other tests.
@@ -111,7 +113,7 @@ def test_a_manifest_edited_to_another_version_is_noticed(quick_kit, places, monk
     course = next(name for name in manifest["wheels"] if name.startswith("course_utils-"))
     (kit / "wheels" / course).unlink()  # the old course wheel instead, the manifest edited to say this version
     files = {name: digest for name, digest in manifest["files"].items() if name != f"wheels/{course}"}
-    files[f"wheels/{old.name}"] = prefetch_module.sha256_of(old)
+    files[f"wheels/{old.name}"] = kit_module.sha256_of(old)
     edit_manifest(kit, wheels=[old.name if name == course else name for name in manifest["wheels"]], files=files)
 
     message = failure(monkeypatch, kit=kit)
@@ -262,7 +264,7 @@ def test_an_offline_kit_on_a_gpu_sets_the_offline_profile_in_one_line(quick_kit,
 def test_a_kit_without_pets_does_not_claim_the_full_profile(full_caches, quick_kit, places):
     gtsrb = prefetch_module.prefetch("gtsrb", "resnet18", verbose=False)
     resnet50 = prefetch_module.prefetch(None, "resnet50", verbose=False)
-    prefetch_module.build_kit(places / "kit", gtsrb + resnet50, wheels_from=places / "wheelhouse", verbose=False)
+    kit_module.build_kit(places / "kit", gtsrb + resnet50, wheels_from=places / "wheelhouse", verbose=False)
     manifest = json.loads((places / "kit" / KIT_MANIFEST).read_text())
     assert manifest["datasets"] == ["gtsrb"] and len(manifest["weights"]) == 2
     assert manifest["profiles"] == ["offline", "smoke"]
@@ -285,12 +287,12 @@ def test_results_are_carried_and_placed_where_the_lessons_look(quick_kit, places
     build = places / "build"
     for lesson in config.LESSONS[:3]:
         lesson_results(build, lesson)
-    monkeypatch.setattr(prefetch_module, "download_kit_wheels",
+    monkeypatch.setattr(kit_module, "download_kit_wheels",
                         lambda wheels, wheels_from=None, python=None: [])
     kit = places / "kit"
     quick_kit(kit, [])  # the course wheel and stand-ins, then the same kit again with the results
-    original = prefetch_module.build_kit
-    monkeypatch.setattr(prefetch_module, "build_kit",
+    original = kit_module.build_kit
+    monkeypatch.setattr(kit_module, "build_kit",
                         lambda kit_dir, items, **options: original(kit_dir, items, **{**options, "verbose": False}))
     assert main(["prefetch", "--kit", str(kit), "--results", str(build)]) == 0
     manifest = json.loads((kit / KIT_MANIFEST).read_text())
@@ -316,7 +318,7 @@ def test_results_are_carried_and_placed_where_the_lessons_look(quick_kit, places
 def test_results_folder_without_metrics_is_refused(places, quick_kit):
     (places / "empty").mkdir()
     with pytest.raises(PrefetchError, match="holds no <lesson>/metrics.json: run the lessons first"):
-        prefetch_module.build_kit(places / "kit", [], results=places / "empty", verbose=False,
+        kit_module.build_kit(places / "kit", [], results=places / "empty", verbose=False,
                                   wheels_from=places / "wheelhouse")
     assert not (places / "kit").exists()
 
@@ -339,7 +341,7 @@ def test_the_kit_installs_with_no_index_where_only_the_platform_packages_are(tmp
 
     from test_kit import kit_closure, site_entries, wheel_of_installed
 
-    from course_tools.prefetch import PREINSTALLED, dependency_closure, installed_metadata
+    from course_tools.kit import PREINSTALLED, dependency_closure, installed_metadata
 
     # The platform: a venv that sees only PREINSTALLED, what those need, and pip; no timm, huggingface_hub, ...
     platform_packages, _ = dependency_closure(list(PREINSTALLED), installed_metadata())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import inspect
 import io
 import json
 import subprocess
@@ -260,6 +261,45 @@ def test_setup_cell_installs_on_kaggle_unless_this_version_is_installed(installe
         assert f"installing the course package {__version__}" in output.getvalue()
     else:
         assert calls == [] and f"the course package {__version__} is already installed" in output.getvalue()
+
+
+def test_setup_cell_is_the_real_python_file_with_the_course_values_filled_in(monkeypatch, capsys):
+    from course_tools import setup_cell_code
+
+    source = setup_cell_source()
+    function = inspect.getsource(setup_cell_code._set_up_course)
+    definition, body = function.split("\n", 1)
+    assert definition == ('def _set_up_course(repository="https://github.com/<owner>/<name>", ref="v<version>", '
+                          'version="<version>"):')  # the file's defaults ...
+    assert (f'def _set_up_course(repository="{repository_url()}", ref="v{__version__}", version="{__version__}"):\n'
+            f"{body}") in source  # ... replaced in the cell, the body copied as it is
+    assert source.endswith("\n\n\n_set_up_course()\ndel _set_up_course") and "{{" not in source
+    # Imported, the function behaves as the cell does: off Colab and Kaggle it does nothing.
+    for name in ("KAGGLE_KERNEL_RUN_TYPE", "COURSE_KIT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("subprocess.run", lambda *args, **kwargs: pytest.fail("pip called"))
+    setup_cell_code._set_up_course(repository_url(), f"v{__version__}", __version__)
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_the_set_up_cell_is_collapsed_in_solutions_and_student_notebooks(tmp_path):
+    solutions, notebooks = make_course(tmp_path)
+    original = nbformat.read(str(solutions / "02_other.ipynb"), 4)
+    original.cells[1].metadata["jupyter"] = {"outputs_hidden": True}
+    nbformat.write(original, str(solutions / "02_other.ipynb"))
+    build(solutions, notebooks)
+    for folder in (solutions, notebooks):
+        setup = nbformat.read(str(folder / "01_demo.ipynb"), 4).cells[1]
+        assert setup.metadata == {"tags": ["setup"], "jupyter": {"source_hidden": True}}, folder
+    setup = nbformat.read(str(notebooks / "02_other.ipynb"), 4).cells[1]
+    assert setup.metadata["jupyter"] == {"outputs_hidden": True, "source_hidden": True}  # the rest kept
+    assert check(solutions, notebooks) == [] and build(solutions, notebooks) == []
+
+    shown = nbformat.read(str(solutions / "01_demo.ipynb"), 4)
+    shown.cells[1].metadata["jupyter"]["source_hidden"] = False
+    nbformat.write(shown, str(solutions / "01_demo.ipynb"))
+    assert check(solutions, notebooks) == [f"{solutions / '01_demo.ipynb'}: the set-up or badges cell differs from "
+                                           "its template; run `course build`."]
 
 
 def test_badges_point_at_the_student_notebook():
