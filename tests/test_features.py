@@ -142,3 +142,106 @@ def test_feature_loader_checks_lengths():
 def test_module_documents_the_augmentation_trade_off():
     text = (feature_module.__doc__ or "") + (compute_features.__doc__ or "")
     assert "augmentation cannot apply to cached features" in text.lower()
+
+
+# -------------------------------- issue 21, item 1: one wrong try (shuffle=True) must not poison the cache
+def _signs(make_image_folder):
+    """Twelve tiny images of three colours (classes), the eval transform, and the loaders of Exercise 3."""
+    from types import SimpleNamespace
+
+    from course_utils.datasets import scan_image_folder
+    from course_utils.loaders import make_loader
+    from course_utils.transforms import eval_transform
+
+    samples, _ = scan_image_folder(make_image_folder({"a": 4, "b": 4, "c": 4}))
+    transform = eval_transform(SimpleNamespace(mean=(0.5,) * 3, std=(0.5,) * 3, input_size=8))
+
+    def loader(shuffle, order=samples):
+        return make_loader(order, transform, batch_size=5, shuffle=shuffle, num_workers=0, seed=1 if shuffle else None)
+
+    return samples, transform, loader
+
+
+def test_a_shuffled_loader_never_poisons_the_cache_of_the_right_answer(make_image_folder, tmp_path, capsys):
+    samples, transform, loader = _signs(make_image_folder)
+    cache = tmp_path / "feature_cache"
+    in_order = [sample.label for sample in samples]
+    backbone = CountingBackbone()
+    expected, _ = compute_features(backbone, loader(False), verbose=False)  # no cache: the truth
+    key = feature_cache_key("tiny", "weights", samples, transform)  # the key of the samples in order
+
+    wrong, wrong_labels = compute_features(backbone, loader(True), cache_dir=cache, cache_key=key, verbose=False)
+    assert wrong_labels.tolist() != in_order  # the wrong answer: the check rightly fails it
+    assert "not cached: the loader does not read its images in order" in capsys.readouterr().out
+    assert not cache.exists()  # nothing stored under the right answer's key
+
+    seen = backbone.images_seen
+    right, right_labels = compute_features(backbone, loader(False), cache_dir=cache, cache_key=key, verbose=False)
+    assert right_labels.tolist() == in_order and torch.equal(right, expected)
+    assert backbone.images_seen == seen + 12  # computed, not served from a poisoned cache
+
+    clear_feature_cache()  # a restarted kernel: only the file is left
+    again, again_labels = compute_features(backbone, loader(False), cache_dir=cache, cache_key=key, verbose=False)
+    assert again_labels.tolist() == in_order and torch.equal(again, expected)
+    assert backbone.images_seen == seen + 12  # from the file
+
+    _, labels = compute_features(backbone, loader(True), cache_dir=cache, cache_key=key, verbose=False)
+    assert backbone.images_seen == seen + 24  # the rows in order are not served to a shuffling loader either
+    assert labels.tolist() != in_order  # so the wrong answer still fails, whatever ran before
+
+
+def test_a_shuffled_loader_never_poisons_the_memory_cache(make_image_folder):
+    samples, transform, loader = _signs(make_image_folder)
+    key = feature_cache_key("tiny", "weights", samples, transform)
+    backbone = CountingBackbone()
+    compute_features(backbone, loader(True), cache_key=key, verbose=False)
+    _, labels = compute_features(backbone, loader(False), cache_key=key, verbose=False)
+    assert labels.tolist() == [sample.label for sample in samples]
+
+
+def test_features_of_other_images_or_another_order_are_never_served(make_image_folder, tmp_path, capsys):
+    """A key that does not describe the loader (built from other samples) cannot fetch another loader's rows."""
+    samples, transform, loader = _signs(make_image_folder)
+    key = feature_cache_key("tiny", "weights", samples, transform)
+    backbone, cache = CountingBackbone(), tmp_path / "cache"
+    compute_features(backbone, loader(False), cache_dir=cache, cache_key=key, verbose=False)
+    reversed_samples = samples[::-1]
+    _, labels = compute_features(backbone, loader(False, reversed_samples), cache_dir=cache, cache_key=key,
+                                 verbose=False)  # the memory holds the rows in the other order
+    assert labels.tolist() == [sample.label for sample in reversed_samples]
+    assert "those kept under" in capsys.readouterr().out
+    clear_feature_cache()  # now only the file holds the reversed rows
+    _, labels = compute_features(backbone, loader(False), cache_dir=cache, cache_key=key, verbose=False)
+    assert labels.tolist() == [sample.label for sample in samples]
+    assert "it holds the features of other images, or of another order" in capsys.readouterr().out
+
+
+def test_a_cache_file_poisoned_by_an_older_version_is_recomputed(make_image_folder, tmp_path, capsys):
+    """The file an older course wrote for a shuffled loader (valid checksum, no record of its order)."""
+    samples, transform, loader = _signs(make_image_folder)
+    key = feature_cache_key("tiny", "weights", samples, transform)
+    backbone = CountingBackbone()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shuffled, shuffled_labels = compute_features(backbone, loader(True), verbose=False)
+    torch.save({"features": shuffled, "labels": shuffled_labels, "key": key, "shape": list(shuffled.shape),
+                "sha256": feature_module._cache_checksum(shuffled, shuffled_labels)},
+               cache / f"features-{key}.pt")
+    _, labels = compute_features(backbone, loader(False), cache_dir=cache, cache_key=key, verbose=False)
+    assert labels.tolist() == [sample.label for sample in samples]
+    assert "does not record which images it holds" in capsys.readouterr().out
+
+
+def test_warm_and_cold_caches_leave_the_global_generator_alike(make_image_folder, tmp_path):
+    """Issue 21, item 6: a head made after the features (lesson 5) got other initial weights on a second run of a
+    lesson, because computing the features drew from torch's global generator and loading them did not."""
+    samples, transform, loader = _signs(make_image_folder)
+    key = feature_cache_key("tiny", "weights", samples, transform)
+    states = []
+    for _ in ("cold", "warm"):
+        clear_feature_cache()
+        torch.manual_seed(0)
+        compute_features(CountingBackbone(), loader(False), cache_dir=tmp_path / "cache", cache_key=key, verbose=False)
+        list(feature_loader(torch.zeros(5, 2), torch.zeros(5, dtype=torch.long), batch_size=2))  # evaluating
+        states.append(torch.get_rng_state())
+    assert torch.equal(*states)
