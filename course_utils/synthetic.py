@@ -564,10 +564,10 @@ def generate_signs(
         return folder
 
     partial = folder.with_name(f".{digest}.partial-{uuid.uuid4().hex[:8]}")
-    from tqdm.auto import tqdm
+    from course_utils.progress import close_progress_bar, open_progress_bar
 
-    bar = tqdm(total=len(settings["classes"]) * tracks_per_class * frames_per_track,
-               desc="Drawing synthetic signs", unit="image", disable=not verbose)
+    bar = open_progress_bar(total=len(settings["classes"]) * tracks_per_class * frames_per_track,
+                            description="Drawing synthetic signs", unit="image", show=verbose)
     sizes: dict[str, int] = {}
     digests: dict[str, str] = {}
     try:
@@ -598,6 +598,6 @@ def generate_signs(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     finally:
-        bar.close()
+        close_progress_bar(bar)
     return folder
 
