@@ -263,3 +263,70 @@ def test_first_epoch_continues_a_count_begun_elsewhere(capsys):
         assert torch.equal(value, recorder.snapshots[best_epoch - 3][key]), key
     with pytest.raises(ValueError, match="first_epoch"):
         fit(model, train, val, epochs=1, optimizer=optimizer, first_epoch=0)
+
+
+def batchnorm_model(seed: int = 0) -> nn.Module:
+    """Every layer trainable, BatchNorm included: a fully unfrozen model."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def batchnorm_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: buffer.clone() for name, buffer in model.named_buffers()}
+
+
+@pytest.mark.parametrize("batchnorm", ["frozen", "train"])
+def test_batchnorm_frozen_keeps_the_statistics_of_an_unfrozen_model_and_train_updates_them(batchnorm):
+    model = batchnorm_model()
+    before = batchnorm_buffers(model)
+    affine_before = model[1].weight.detach().clone()
+    train, val = loaders()
+    fit(model, train, val, epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), verbose=False,
+        batchnorm=batchnorm)
+    after = batchnorm_buffers(model)
+    assert set(after) == {"1.running_mean", "1.running_var", "1.num_batches_tracked"}
+    if batchnorm == "frozen":  # bit-identical: the layer normalised with its stored statistics all epoch
+        assert all(torch.equal(before[name], after[name]) for name in before)
+    else:
+        assert not torch.equal(before["1.running_mean"], after["1.running_mean"])
+        assert not torch.equal(before["1.running_var"], after["1.running_var"])
+    assert not torch.equal(affine_before, model[1].weight)  # the scale still learns in both modes
+
+
+def test_the_default_batchnorm_mode_is_todays_training_mode():
+    def history_and_state(**options):
+        random.seed(0)
+        np.random.seed(0)
+        model = batchnorm_model()
+        train, val = loaders()
+        history = fit(model, train, val, epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                      verbose=False, **options)
+        return history.drop(columns="seconds"), model.state_dict()
+
+    default, default_state = history_and_state()
+    explicit, explicit_state = history_and_state(batchnorm="train")
+    frozen, _ = history_and_state(batchnorm="frozen")
+    assert default.equals(explicit)
+    assert all(torch.equal(value, explicit_state[key]) for key, value in default_state.items())
+    assert not default.equals(frozen)  # the mode does change training
+
+
+def test_a_batchnorm_mode_or_scheduler_step_that_does_not_exist_is_one_clear_error():
+    model = batchnorm_model()
+    train, val = loaders()
+    with pytest.raises(ValueError, match="batchnorm='inference' is not a BatchNorm mode"):
+        fit(model, train, val, epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), verbose=False,
+            batchnorm="inference")
+    with pytest.raises(ValueError, match="scheduler_step"):
+        fit(model, train, val, epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), verbose=False,
+            scheduler_step="step")
+
+
+def test_a_scheduler_stepped_per_batch_moves_the_rate_every_batch():
+    model = tiny_model()
+    train, val = loaders(train_size=64, batch_size=16)  # 4 batches per epoch
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** step)
+    history = fit(model, train, val, epochs=3, optimizer=optimizer, scheduler=scheduler, scheduler_step="batch",
+                  verbose=False)
+    assert history["learning_rate"].tolist() == pytest.approx([1.0, 0.5 ** 4, 0.5 ** 8])
