@@ -445,8 +445,9 @@ def _record_dead_kernel(lesson: str, executed: Path) -> str:
     cells = _solution_cells(notebook)
     index = next((i for i, cell in enumerate(cells) if cell is running), None)
     first_line = next((line.strip() for line in running.source.splitlines() if line.strip()), "")
-    where = f"cell {index} (In [{running.get('execution_count')}]: {first_line[:60]})" if index is not None \
-        else "a cell"
+    count = running.get("execution_count")  # None when the kernel died before it numbered the cell
+    prompt = f"In [{count}]: " if count is not None else ""
+    where = f"cell {index} ({prompt}{first_line[:60]})" if index is not None else "a cell"
     return f"{lesson}: {where} was running when {_DEAD_KERNEL_ADVICE}"
 
 

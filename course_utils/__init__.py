@@ -9,23 +9,28 @@ shown by ``->``). No import cycles, and nothing here imports ``course_tools`` (t
 
 - basics: ``config`` (settings, profiles, lesson defaults), ``files`` (atomic writes), ``samples``
   (``Sample``, errors, tracks), ``image_files`` (``load_rgb``, ``to_numpy``), ``devices`` (``evaluating``,
-  device moves, autocast), ``transforms`` (v2 pipelines)
+  device moves, autocast), ``transforms`` (v2 pipelines), ``progress`` (bars that leave a line of text)
 - data: ``splits`` (track-aware splits), ``synthetic`` (synthetic traffic signs), ``datasets`` (folders,
   GTSRB, pets, ``load_dataset``) -> splits, synthetic; ``loaders`` (``ImageDataset``, ``make_loader``)
 - models: ``backbones`` (one table per architecture, ``load_backbone``), ``models`` (heads, freezing)
-  -> backbones; ``checkpoints`` -> models
-- learning: ``training`` (``fit``); ``features`` (cached features) -> training
-- results: ``evaluation`` (predictions, OOD scores); ``plots`` -> evaluation; ``checks`` (the
-  exercises' self-checks); ``environment`` (device, seed, profile banner); ``results``
+  -> backbones; ``checkpoints`` -> checkpoint_checks (what a file may hold), models
+- learning: ``training`` (``fit``, ``fine_tune``, ``find_learning_rate``); ``features`` (cached features)
+  -> training; ``baselines`` (1-NN and logistic regression on thumbnails) -> splits; ``near_duplicates``
+  (near-copies between train and test, by feature similarity)
+- results: ``evaluation`` (predictions, OOD scores); ``calibration`` (ECE, temperature scaling) -> findings;
+  ``plots`` -> evaluation; ``checks`` (the
+  exercises' self-checks) -> ``checks_lesson1`` to ``checks_lesson5`` -> ``checks_common`` -> ``hints``
+  (``checks.hint(N)``) -> ``ipython_errors``; ``environment`` (device, seed, profile banner); ``results``
   (``metrics.json``)
 
 Importing ``course_utils`` itself is cheap: torch and the plotting libraries load only when a module
 that needs them is imported.
 """
 
-__all__ = ["backbones", "checkpoints", "checks", "config", "datasets", "devices", "environment", "evaluation",
-           "features", "files", "image_files", "loaders", "models", "plots", "results", "samples", "splits",
-           "synthetic", "training", "transforms"]
+__all__ = ["backbones", "baselines", "calibration", "checkpoint_checks", "checkpoints", "checks", "config", "datasets",
+           "devices", "environment", "evaluation", "features", "files", "hints", "image_files", "loaders", "models",
+           "near_duplicates", "plots", "progress", "results", "samples", "splits", "synthetic", "training",
+           "transforms"]
 
 __version__ = "0.1.0"
 

@@ -30,7 +30,6 @@ import pandas as pd
 import torch
 from PIL import Image
 from torch import nn
-from tqdm.auto import tqdm
 
 from course_utils.datasets import list_unlabeled_images
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
@@ -38,9 +37,9 @@ from course_utils.files import atomic_write, display_path, is_utf8_name, printab
 from course_utils.image_files import load_rgb, to_numpy
 from course_utils.loaders import batches_with_progress
 
-__all__ = ["FORMULA_STARTS", "Predictions", "auroc", "classification_table", "max_softmax_scores", "ood_summary",
-           "predict", "predict_folder", "predict_image", "spreadsheet_safe", "threshold_keeping",
-           "write_predictions_csv"]
+__all__ = ["FORMULA_STARTS", "Predictions", "auroc", "classification_table", "max_softmax_scores",
+           "mistakes_by_group", "ood_summary", "predict", "predict_folder", "predict_image", "spreadsheet_safe",
+           "threshold_keeping", "write_predictions_csv"]
 
 ArrayLike = Any  # a torch tensor, numpy array or list of numbers
 
@@ -173,7 +172,7 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
         names.clear()
 
     with evaluating(model):
-        for path in tqdm(paths, desc="predict", unit="image", mininterval=1.0, disable=not verbose):
+        for path in batches_with_progress(paths, description="predict", unit="image", show=verbose):
             try:
                 tensor = transform(load_rgb(path))
             except (OSError, ValueError, SyntaxError) as error:
@@ -263,6 +262,34 @@ def classification_table(targets: ArrayLike, predicted: ArrayLike, classes: Sequ
     table.attrs["accuracy"] = float(accuracy) if accuracy is not None else float(
         np.mean(to_numpy(targets) == to_numpy(predicted)))
     return table
+
+
+def mistakes_by_group(targets: ArrayLike, predicted: ArrayLike, confidence: ArrayLike,
+                      groups: Sequence[Any]) -> pd.DataFrame:
+    """The most confident mistake of each group (a track: the frames of one physical sign), most confident first.
+
+    Frames of one sign look alike, so a list of the most confident mistakes image by image can be one sign seen
+    several times. Here each group appears once, with its most confident wrong frame. ``confidence`` is the
+    probability of the predicted class per image, or the ``N x classes`` probabilities. Columns: ``index`` (the
+    image's position), ``group``, ``target``, ``predicted``, ``confidence``, ``wrong_frames`` (how many of the
+    group's images are wrong) and ``frames`` (how many images the group has). No mistake: an empty table.
+    """
+    targets, predicted = to_numpy(targets).astype(int).ravel(), to_numpy(predicted).astype(int).ravel()
+    confidence = to_numpy(confidence).astype(float)
+    groups = [str(group) for group in groups]
+    if len({len(targets), len(predicted), len(confidence), len(groups)}) != 1:
+        raise ValueError(f"mistakes_by_group needs targets, predicted, confidence and groups of the same length, "
+                         f"got {len(targets)}, {len(predicted)}, {len(confidence)} and {len(groups)}.")
+    if confidence.ndim == 2:  # probabilities: keep the predicted class's
+        confidence = confidence[np.arange(len(confidence)), predicted]
+    table = pd.DataFrame({"index": np.arange(len(targets)), "group": groups, "target": targets,
+                          "predicted": predicted, "confidence": confidence})
+    table["frames"] = table.groupby("group")["index"].transform("size")
+    wrong = table[table["target"] != table["predicted"]].copy()
+    wrong["wrong_frames"] = wrong.groupby("group")["index"].transform("size")
+    worst = wrong.sort_values(["confidence", "index"], ascending=[False, True], kind="stable")
+    worst = worst.drop_duplicates("group", keep="first").reset_index(drop=True)
+    return worst[["index", "group", "target", "predicted", "confidence", "wrong_frames", "frames"]]
 
 
 # ------------------------------------------------------------------------------ out-of-distribution

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,8 @@ from course_utils.image_files import to_numpy
 
 __all__ = ["OUTCOMES_FILE", "STRICT_VARIABLE", "Finding", "FindingError", "accuracy_interval", "auroc_interval",
            "bootstrap_weights", "clear", "compare_accuracy", "compare_auroc", "compare_independent",
-           "compare_to_value", "expect", "format_line", "load_outcomes", "print_accuracy", "records", "save_outcomes",
-           "strict"]
+           "compare_statistic", "compare_to_value", "expect", "format_line", "load_outcomes", "print_accuracy",
+           "records", "save_outcomes", "strict"]
 
 #: File in a lesson's output folder with its per-image test results (read by the next lesson's comparison).
 OUTCOMES_FILE = "test_outcomes.json"
@@ -305,6 +305,29 @@ def compare_auroc(name: str, scores_a: Any, scores_b: Any, is_positive: Any, gro
     differences = differences[np.isfinite(differences)]
     return _conclude(_finding(name, claim, "AUROC", labels, values, differences, margin, groups, headline),
                      verbose)
+
+
+def compare_statistic(name: str, statistic: Callable[[np.ndarray], np.ndarray], groups: Sequence[Any], *,
+                      labels: tuple[str, str] = ("A", "B"), metric: str = "statistic", margin: float = 0.0,
+                      claim: str | None = None, seed: int = 0, resamples: int = _RESAMPLES, verbose: bool = True,
+                      headline: bool = True) -> Finding:
+    """The finding "``labels[0]``'s value exceeds ``labels[1]``'s by more than ``margin``", for any statistic.
+
+    ``statistic(weights)`` receives image weights, one row per resample (``(rows, images)``, the first call a
+    single row of ones: the test images as they are), and returns both methods' values for each row as an
+    ``(rows, 2)`` array. Used for statistics that are not a mean over images, such as the expected calibration
+    error (:func:`course_utils.calibration.compare_calibration_error`).
+    """
+    _group_codes(groups, len(groups))
+    values = np.asarray(statistic(np.ones((1, len(groups)))), dtype=float).reshape(-1)
+    if values.size != 2:
+        raise ValueError(f"Finding {name!r}: statistic must return two values per row (both methods).")
+    resampled = np.concatenate([np.asarray(statistic(weights), dtype=float)
+                                for weights in bootstrap_weights(groups, resamples=resamples, seed=seed)])
+    differences = resampled[:, 0] - resampled[:, 1]
+    differences = differences[np.isfinite(differences)]
+    return _conclude(_finding(name, claim, metric, labels, (values[0], values[1]), differences, margin, groups,
+                              headline), verbose)
 
 
 def auroc_interval(scores: Any, is_positive: Any, groups: Sequence[Any], *, seed: int = 0,

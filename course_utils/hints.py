@@ -80,9 +80,9 @@ _EXERCISES: dict[str, dict[int, _Exercise]] = {
     },
     "03_fine_tuning": {
         1: _Exercise(("check_unfrozen_last_blocks",),
-                     "A copied model trains everything. Freeze every parameter first; then switch requires_grad "
-                     "back on for the parameters of the last LAST_BLOCKS entries of models.body_blocks(fine_model) "
-                     "(a negative slice) and for the head's (models.find_head gives the head module)."),
+                     "fine_model's body is frozen and its head trains: switch requires_grad on for the parameters of "
+                     "the last LAST_BLOCKS entries of models.body_blocks(fine_model) (a negative slice) and keep the "
+                     "head's on (models.find_head gives the head module)."),
         2: _Exercise(("check_optimizer_groups",),
                      "One optimizer, two groups, each a dict with \"params\" and \"lr\". The head's group holds "
                      "the head's parameters at HEAD_LR; the body's group the trainable parameters that are not the "

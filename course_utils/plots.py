@@ -31,7 +31,8 @@ from course_utils.image_files import load_rgb, to_numpy
 __all__ = ["CORRECT_COLOR", "MANY_CLASSES", "MISTAKE_COLOR", "plot_activation_maps", "plot_augmentations",
            "plot_class_confidence", "plot_class_counts", "plot_classification_report", "plot_comparison",
            "plot_confusion_matrix", "plot_feature_projection", "plot_history", "plot_image_grid", "plot_image_sizes",
-           "plot_misclassified", "plot_predictions", "plot_roc_curve", "plot_score_histograms"]
+           "plot_learning_rate_finder", "plot_misclassified", "plot_near_duplicates", "plot_predictions",
+           "plot_reliability_diagram", "plot_roc_curve", "plot_score_histograms"]
 
 CORRECT_COLOR = "tab:green"
 MISTAKE_COLOR = "tab:red"
@@ -228,7 +229,8 @@ def plot_history(history: pd.DataFrame | Mapping[str, pd.DataFrame], *,
     ``history`` is the table ``fit`` returns (columns ``epoch``, ``train_loss``, ``val_loss``,
     ``train_accuracy``, ``val_accuracy``), or a dict of them (e.g. ``{"feature extraction": h1,
     "fine-tuning": h2}``) to compare runs. The star marks the epoch with the best validation accuracy,
-    the weights ``fit`` keeps.
+    the weights ``fit`` keeps. A history of ``training.fine_tune`` (column ``stage``) gets a dashed line where
+    stage 2 (the body unfrozen) begins.
     """
     runs = dict(history) if isinstance(history, Mapping) else {"": history}
     figure, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(11, 4))
@@ -243,6 +245,11 @@ def plot_history(history: pd.DataFrame | Mapping[str, pd.DataFrame], *,
                     label = f"{prefix}{'train' if part == 'train' else 'validation'}"
                     ax.plot(epochs, table[column], style, marker="o", markersize=3,
                             color=color if name else ("C0" if part == "train" else "C1"), label=label)
+        if "stage" in table and (table["stage"] == 2).any() and (table["stage"] == 1).any():
+            start = float(epochs[(table["stage"] == 2).to_numpy()].iloc[0]) - 0.5
+            for ax in (loss_ax, accuracy_ax):
+                ax.axvline(start, color="gray", linestyle="--", linewidth=1,
+                           label=f"{prefix}stage 2: body unfrozen" if ax is accuracy_ax else None)
         if "val_accuracy" in table and len(table):
             best = int(np.nanargmax(table["val_accuracy"].to_numpy()))
             kept = table.attrs.get("best_epoch")  # fit's choice: ties broken by the lower validation loss
@@ -473,12 +480,15 @@ def plot_score_histograms(known_scores: Any, unknown_scores: Any, *, threshold: 
     return figure
 
 
-def plot_roc_curve(known_scores: Any, unknown_scores: Any = None, *, title: str | None = None) -> Figure:
+def plot_roc_curve(known_scores: Any, unknown_scores: Any = None, *, title: str | None = None,
+                   operating_points: Mapping[str, tuple[float, float]] | None = None) -> Figure:
     """ROC curve of telling known from unknown images by a score, with the AUROC in the legend.
 
     Pass ``known_scores, unknown_scores`` for one method, or a dict ``{method: (known, unknown)}`` as the
     first argument to compare several. AUROC 1.0 separates perfectly; 0.5 (the diagonal) is chance.
     scikit-learn's :class:`~sklearn.metrics.RocCurveDisplay` draws the curves ("known" is the positive class).
+    ``operating_points`` marks decisions actually taken: ``{name: (unknown accepted, known accepted)}``, both
+    shares between 0 and 1 (for example a model's answers at its top class), each a labelled point.
     """
     from sklearn.metrics import RocCurveDisplay
 
@@ -498,6 +508,10 @@ def plot_roc_curve(known_scores: Any, unknown_scores: Any = None, *, title: str 
         display.line_.set_linewidth(2)
         if last:
             display.chance_level_.set_label("chance (AUROC = 0.50)")
+    for number, (name, (unknown_accepted, known_accepted)) in enumerate((operating_points or {}).items()):
+        ax.plot([unknown_accepted], [known_accepted], marker="os^Dv"[number % 5], markersize=9, linestyle="none",
+                markerfacecolor="none", markeredgewidth=2, color=f"C{number}",
+                label=f"{name}: {known_accepted:.1%} known kept, {unknown_accepted:.1%} unknown accepted")
     ax.set_xlabel("unknown images accepted (false positive rate)")
     ax.set_ylabel("known images accepted (true positive rate)")
     ax.set_title(title or "ROC: known vs unknown")
@@ -574,13 +588,15 @@ def plot_comparison(results: pd.DataFrame | Mapping[str, Mapping[str, float]], *
 def plot_activation_maps(images: Any, maps: Any, titles: Sequence[str] | None = None, *,
                          colors: Sequence[str] | None = None, mean: Sequence[float] | None = None,
                          std: Sequence[float] | None = None, alpha: float = 0.45, columns: int = 6,
-                         title: str | None = None) -> Figure:
+                         title: str | None = None, map_size: tuple[int, int] | None = None) -> Figure:
     """Each image above the same image with its class activation map overlaid (a ``jet`` heat map).
 
     ``maps`` holds one ``H x W`` map per image, values in [0, 1] (as ``activation_maps.activation_maps``
     returns them); a map smaller than its image is stretched to it. ``titles`` and ``colors`` (one each per
     image) label the pairs, e.g. "true -> predicted" in red for mistakes. Pass the ``mean``/``std`` of a
-    normalised tensor batch so that the colours are shown as the camera saw them.
+    normalised tensor batch so that the colours are shown as the camera saw them. ``map_size`` (cells, height
+    x width, e.g. ``setting.map_size`` of ``activation_maps.readable_map``) is written under the title: how
+    coarse the map really is before it was stretched.
     """
     pictures, heat = _image_list(images), _image_list(maps)
     if not pictures:
@@ -606,8 +622,65 @@ def plot_activation_maps(images: Any, maps: Any, titles: Sequence[str] | None = 
         if titles is not None:
             axes[row, column].set_title(titles[index], fontsize=9,
                                         **({"color": colors[index]} if colors else {}))
-    if title:
-        figure.suptitle(title)
+    resolution = f"maps of {map_size[0]} x {map_size[1]} cells, stretched to the image" if map_size else None
+    if title or resolution:
+        figure.suptitle("\n".join(text for text in (title, resolution) if text))
+    figure.tight_layout()
+    return figure
+
+
+def plot_near_duplicates(duplicates: Any, *, count: int = 6, columns: int = 4) -> Figure:
+    """The ``count`` closest test/training pairs of a near-duplicate check, side by side, with their similarity.
+
+    ``duplicates`` is what ``near_duplicates.find_near_duplicates`` returns, computed with the samples (so that
+    the pairs have file paths). With no pair above the threshold the figure says so.
+    """
+    pairs = duplicates.pairs.head(count)
+    if len(pairs) == 0:
+        figure, ax = plt.subplots(figsize=(6, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"No test image has a near-duplicate in training (cosine similarity >= "
+                          f"{duplicates.threshold:g})", ha="center", va="center")
+        return figure
+    if "test_path" not in pairs:
+        raise ValueError("These near-duplicates have no file paths: pass train_samples and test_samples to "
+                         "find_near_duplicates() to see the images.")
+    images = [path for row in pairs.itertuples() for path in (row.test_path, row.train_path)]
+    titles = [title for row in pairs.itertuples()
+              for title in (f"test {row.test_index}\ncosine {row.similarity:.3f}", f"train {row.train_index}\n")]
+    figure = _draw_grid(images, titles, None, columns=max(2, columns - columns % 2), mean=None, std=None,
+                        figsize=None)
+    figure.suptitle(f"The {len(pairs)} closest of {duplicates.count} near-duplicate pairs (test | training)")
+    figure.tight_layout()
+    return figure
+
+
+# ----------------------------------------------------------------------------------------------- training
+def plot_learning_rate_finder(result: Any, *, title: str | None = None) -> Figure:
+    """The learning-rate finder's curve: smoothed loss against learning rate (log scale), suggestion marked.
+
+    ``result`` is what ``training.find_learning_rate`` returns. Read it from the left: the loss stays flat
+    while the rate is too small to matter, falls where the rate is useful, and shoots up where it is too high.
+    The suggested rate (a tenth of the rate at the lowest loss) sits on the falling part.
+    """
+    figure, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(result.rates, result.losses, color="C0", label="smoothed training loss")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("loss")
+    if result.losses and result.losses[0] - min(result.losses) > 1e-9:
+        low, start = min(result.losses), result.losses[0]  # the steep end of a diverging sweep would squash
+        ax.set_ylim(low - 0.05 * (start - low), start + 0.6 * (start - low))  # the useful part of the curve
+    if result.suggestion is not None:
+        rates = np.log10(np.asarray(result.rates))
+        loss_there = float(np.interp(np.log10(result.suggestion), rates, result.losses))
+        ax.plot([result.suggestion], [loss_there], "o", color="C3", markersize=9,
+                label=f"suggested: {result.suggestion:.1e}")
+        ax.axvline(result.suggestion, color="C3", linestyle=":", linewidth=1)
+    ax.set_title(title or ("Learning-rate finder" if result.suggestion is not None
+                           else "Learning-rate finder: no suggestion (the loss never fell)"))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     figure.tight_layout()
     return figure
 
@@ -636,5 +709,47 @@ def plot_feature_projection(features: Mapping[str, Any], labels: Any, classes: S
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     if title:
         figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+# ------------------------------------------------------------------------------------------- calibration
+def plot_reliability_diagram(confidences: Any, correct: Any = None, *, bins: int | None = None,
+                             title: str | None = None) -> Figure:
+    """Reliability diagram: accuracy against confidence per confidence bin, with the ECE in the legend.
+
+    Pass ``confidences, correct`` (each image's top softmax probability, 1 where its prediction was right) for
+    one model, or a dict ``{name: (confidences, correct)}`` as the first argument to compare several (before
+    and after temperature scaling, say). A calibrated model's points lie on the diagonal; below it, the model
+    is over-confident, above it under-confident. The lower panel counts the images in each bin (log scale): a
+    bin with few images says little. Bins and ECE: :mod:`course_utils.calibration` (Guo et al., 2017).
+    """
+    from course_utils import calibration
+
+    bins = bins or calibration.BINS
+    runs = dict(confidences) if isinstance(confidences, Mapping) else {"": (confidences, correct)}
+    figure, (ax, count_ax) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True,
+                                          gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1, label="perfectly calibrated")
+    for number, (name, (values, right)) in enumerate(runs.items()):
+        table = calibration.reliability_bins(values, right, bins=bins)
+        error = calibration.expected_calibration_error(values, right, bins=bins)
+        used = table[table["images"] > 0]
+        label = f"ECE = {error:.1%}"
+        ax.plot(used["confidence"], used["accuracy"], marker="o", color=f"C{number}",
+                label=f"{name} ({label})" if name else label)
+        count_ax.step([*table["low"], 1.0], [*table["images"], table["images"].iloc[-1]], where="post",
+                      color=f"C{number}")
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title or "Reliability diagram")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    count_ax.set_yscale("symlog", linthresh=1)  # logarithmic above 1 image, so that 0 still has a place
+    count_ax.set_ylim(0, 2 * max(max(line.get_ydata()) for line in count_ax.lines))
+    count_ax.set_ylabel("images")
+    count_ax.set_xlabel("confidence (top softmax probability); each point: a bin's mean")
+    count_ax.grid(alpha=0.3)
     figure.tight_layout()
     return figure

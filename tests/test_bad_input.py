@@ -50,6 +50,7 @@ def lesson(folder: Path, name: str, *extra: str) -> Path:
     ("feature_epochs", 0, "FEATURE_EPOCHS=0 is not allowed"),
     ("IMAGE_SIZE", 7, "IMAGE_SIZE=7 is not allowed: use a whole number of pixels from 32 to 1024."),
     ("IMAGE_SIZE", 100000, "IMAGE_SIZE=100000 is not allowed"),
+    ("SECOND_IMAGE_SIZE", 1, "SECOND_IMAGE_SIZE=1 is not allowed: use a whole number of pixels from 32 to 1024."),
     ("BATCH_SIZE", 0, "BATCH_SIZE=0 is not allowed: use a whole number >= 1."),
     ("BATCH_SIZE", True, "BATCH_SIZE=True is not allowed"),
     ("ARCH", "resnet999", "ARCH='resnet999' is not allowed: use one of resnet18, "),

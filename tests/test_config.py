@@ -40,3 +40,13 @@ def test_output_and_data_folders_follow_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
     assert config.default_output_dir("01_cnn_from_scratch") == tmp_path / "out" / "01_cnn_from_scratch"
     assert config.default_data_dir() == tmp_path / "data"
+
+
+def test_lesson_4_holds_out_a_whole_family_of_real_sign_types():
+    from course_utils import datasets, synthetic
+
+    held_out = set(config.HELD_OUT_SIGNS)
+    assert held_out <= set(datasets.GTSRB_CLASSES) and not held_out & set(config.TARGET_SIGNS)
+    # GTSRB's mandatory family (class ids 33-40) is held out whole, and the synthetic signs' part of it too
+    assert held_out == set(datasets.GTSRB_CLASSES[33:41])
+    assert held_out & set(synthetic.ALL_SIGNS) == {"ahead_only", "keep_right", "turn_right_ahead", "roundabout"}

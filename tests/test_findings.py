@@ -152,3 +152,22 @@ def test_expect_prints_a_notice_and_raises_only_in_strict_mode(capsys, monkeypat
     monkeypatch.setenv(findings.STRICT_VARIABLE, "1")
     with pytest.raises(findings.FindingError, match="called give_way"):
         findings.expect(False, "the stop sign is called stop", "called give_way")
+
+
+def test_compare_statistic_of_weighted_means_reproduces_the_accuracy_finding():
+    rng = np.random.default_rng(3)
+    a, b = (rng.random(60) < 0.8).astype(float), (rng.random(60) < 0.6).astype(float)
+    groups = _tracks(12, 5)
+    accuracy = findings.compare_accuracy("means", a, b, groups, seed=4, verbose=False)
+
+    def weighted_means(weights):
+        return np.stack([weights @ a / weights.sum(axis=1), weights @ b / weights.sum(axis=1)], axis=1)
+
+    finding = findings.compare_statistic("statistic", weighted_means, groups, metric="accuracy", seed=4,
+                                         verbose=False)
+    assert (finding.value_a, finding.value_b) == pytest.approx((a.mean(), b.mean()))
+    assert (finding.ci_low, finding.ci_high, finding.held) == pytest.approx(
+        (accuracy.ci_low, accuracy.ci_high, accuracy.held))
+    assert findings.records()[-1]["name"] == "statistic"
+    with pytest.raises(ValueError, match="two values per row"):
+        findings.compare_statistic("bad", lambda weights: weights @ a[:, None], groups, verbose=False)

@@ -459,10 +459,10 @@ def test_course_run_refuses_an_output_that_is_not_a_folder_before_running(tmp_pa
 
 @pytest.mark.parametrize("kit", [".", "..", "sub/.."])
 def test_prefetch_refuses_a_kit_that_is_the_current_folder(tmp_path, monkeypatch, capsys, kit):
-    from course_tools import prefetch
+    from course_tools import kit as kit_module
 
     calls = []
-    monkeypatch.setattr(prefetch, "prefetch", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(kit_module, "prefetch_and_build_kit", lambda *args, **kwargs: calls.append(kwargs))
     here = tmp_path / "work"
     (here / "sub").mkdir(parents=True)
     monkeypatch.chdir(here)

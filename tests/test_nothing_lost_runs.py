@@ -144,9 +144,10 @@ def test_a_killed_kernel_names_the_lesson_and_the_cell_and_later_cells_stay_pend
            "print('never')")
     (result,) = run_lessons(profile=None, parameters={}, output_dir=output, solutions_dir=solutions, verbose=False)
     assert result.status == "failed"
-    assert result.error == ("01_memory: cell 3 (In [4]: import os, signal) was running when the kernel died (most "
-                            "often: it ran out of memory; try a smaller BATCH_SIZE or IMAGE_SIZE, or close other "
-                            "programs)")
+    # "In [4]: " appears when the kernel numbered the cell before it died (on a busy machine it may not have)
+    assert result.error.replace("In [4]: ", "") == (
+        "01_memory: cell 3 (import os, signal) was running when the kernel died (most often: it ran out of memory; "
+        "try a smaller BATCH_SIZE or IMAGE_SIZE, or close other programs)")
     assert "Kernel died" not in capfd.readouterr().err  # nbclient's own line: the one line above says it
     notebook = output / "01_memory" / "01_memory.ipynb"
     assert statuses(notebook)[-4:] == [("x = 1", "completed"), ("import os, signal", "failed"),

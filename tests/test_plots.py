@@ -354,3 +354,101 @@ def test_feature_projection_draws_one_panel_per_model_with_every_class():
     gaps = [np.linalg.norm(centres[i] - centres[j]) for i in range(3) for j in range(i + 1, 3)]
     assert min(gaps) > spread  # well-separated features stay separated in the projection
     plt.close(figure)
+
+
+def test_activation_maps_say_how_many_cells_the_map_really_has():
+    images, cams = torch.rand(2, 3, 20, 20), torch.rand(2, 20, 20)
+    figure = plots.plot_activation_maps(images, cams, ["a", "b"], title="Mistakes", map_size=(7, 7))
+    assert figure._suptitle.get_text() == "Mistakes\nmaps of 7 x 7 cells, stretched to the image"
+    untitled = plots.plot_activation_maps(images, cams, map_size=(8, 6))
+    assert untitled._suptitle.get_text() == "maps of 8 x 6 cells, stretched to the image"
+    assert plots.plot_activation_maps(images, cams)._suptitle is None  # as before when no size is given
+
+
+def test_the_learning_rate_finder_plot_has_a_log_axis_and_marks_the_suggestion():
+    from course_utils.training import LearningRateFinderResult
+
+    result = LearningRateFinderResult(rates=[1e-4, 1e-3, 1e-2, 1e-1, 1.0], losses=[1.0, 0.8, 0.4, 0.3, 2.0],
+                                      suggestion=1e-2, steepest=1e-3, diverged=True)
+    figure = plots.plot_learning_rate_finder(result)
+    ax = figure.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "learning rate (log scale)"
+    curve = ax.lines[0]
+    assert list(curve.get_xdata()) == result.rates and list(curve.get_ydata()) == result.losses
+    marker = [line for line in ax.lines[1:] if list(line.get_xdata()) == [1e-2]]
+    assert len(marker) == 1 and list(marker[0].get_ydata()) == pytest.approx([0.4])  # on the curve
+    assert "suggested: 1.0e-02" in [text.get_text() for text in ax.get_legend().get_texts()]
+    assert ax.get_ylim()[1] < 2.0  # the diverging tail does not squash the useful part
+    silent = LearningRateFinderResult(rates=[1e3, 2e3], losses=[0.7, 5.0], suggestion=None, steepest=None,
+                                      diverged=True)
+    figure = plots.plot_learning_rate_finder(silent)
+    assert "no suggestion" in figure.axes[0].get_title() and len(figure.axes[0].lines) == 1
+
+
+def test_near_duplicate_pairs_are_shown_side_by_side_with_their_similarity(tmp_path):
+    from course_utils.near_duplicates import NearDuplicates
+
+    paths = [tmp_path / f"{name}.png" for name in ("test0", "train3", "test1", "train0")]
+    for path in paths:
+        Image.new("RGB", (12, 12), (90, 20, 200)).save(path)
+    pairs = pd.DataFrame({"test_index": [0, 1], "train_index": [3, 0], "similarity": [0.99, 0.97],
+                          "test_path": [paths[0], paths[2]], "train_path": [paths[1], paths[3]]})
+    report = NearDuplicates(pairs, threshold=0.95, test_images=10)
+    figure = plots.plot_near_duplicates(report)
+    assert image_count(figure) == 4
+    assert titles(figure) == ["test 0\ncosine 0.990", "train 3\n", "test 1\ncosine 0.970", "train 0\n"]
+    assert figure._suptitle.get_text() == "The 2 closest of 2 near-duplicate pairs (test | training)"
+    assert image_count(plots.plot_near_duplicates(report, count=1)) == 2
+    none = plots.plot_near_duplicates(NearDuplicates(pairs.iloc[:0], 0.95, 10))
+    assert image_count(none) == 0 and "No test image has a near-duplicate" in all_texts(none)[0]
+    with pytest.raises(ValueError, match="pass train_samples and test_samples"):
+        plots.plot_near_duplicates(NearDuplicates(pairs.drop(columns=["test_path", "train_path"]), 0.95, 10))
+
+
+def test_a_fine_tune_history_shows_where_stage_two_begins():
+    history = pd.DataFrame({"epoch": [1, 2, 3, 4, 5], "stage": [1, 1, 1, 2, 2],
+                            "train_loss": [1.0, 0.8, 0.7, 0.5, 0.4], "val_loss": [1.1, 0.9, 0.8, 0.6, 0.5],
+                            "train_accuracy": [0.5, 0.6, 0.7, 0.8, 0.9], "val_accuracy": [0.5, 0.6, 0.65, 0.8, 0.85]})
+    history.attrs["best_epoch"] = 5
+    figure = plots.plot_history(history)
+    for ax in figure.axes:
+        dashed = [line for line in ax.lines if line.get_linestyle() == "--" and line.get_color() == "gray"]
+        assert len(dashed) == 1 and list(dashed[0].get_xdata()) == [3.5, 3.5]
+    assert "stage 2: body unfrozen" in [text.get_text() for text in figure.axes[1].get_legend().get_texts()]
+    plain = plots.plot_history(history.drop(columns="stage"))
+    assert not [line for ax in plain.axes for line in ax.lines if line.get_color() == "gray"
+                and line.get_linestyle() == "--"]
+
+
+def test_roc_curve_marks_each_operating_point_with_its_shares():
+    figure = plots.plot_roc_curve({"weighted": ([0.9, 0.8, 0.4], [0.5, 0.1]), "unweighted": ([0.9, 0.7], [0.2])},
+                                  operating_points={"weighted": (0.25, 0.9), "unweighted": (0.1, 0.8)})
+    points = [line for line in figure.axes[0].lines if len(line.get_xdata()) == 1]
+    assert [(line.get_xdata()[0], line.get_ydata()[0]) for line in points] == [(0.25, 0.9), (0.1, 0.8)]
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert "weighted: 90.0% known kept, 25.0% unknown accepted" in legend
+    assert "unweighted: 80.0% known kept, 10.0% unknown accepted" in legend
+
+
+def test_reliability_diagram_puts_each_bins_accuracy_at_its_confidence_and_counts_the_images():
+    confidences = np.array([0.95] * 10 + [0.55] * 10)
+    correct = np.array([1] * 6 + [0] * 4 + [1] * 5 + [0] * 5)
+    figure = plots.plot_reliability_diagram(confidences, correct)
+    reliability, counts = figure.axes
+    diagonal, curve = reliability.lines[:2]
+    assert list(diagonal.get_xdata()) == [0, 1] and list(diagonal.get_ydata()) == [0, 1]
+    assert list(curve.get_xdata()) == pytest.approx([0.55, 0.95]) and list(curve.get_ydata()) == pytest.approx(
+        [0.5, 0.6])
+    legend = [text.get_text() for text in reliability.get_legend().get_texts()]
+    assert legend == ["perfectly calibrated", "ECE = 20.0%"]
+    assert max(counts.lines[0].get_ydata()) == 10 and counts.get_yscale() == "symlog"
+    figure = plots.plot_reliability_diagram({"before": (confidences, correct),
+                                             "after": (np.full(20, 0.55), correct)})
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["perfectly calibrated", "before (ECE = 20.0%)", "after (ECE = 0.0%)"]
+
+
+def test_reliability_counts_start_at_zero_and_leave_room_above_the_fullest_bin():
+    figure = plots.plot_reliability_diagram(np.array([0.99] * 300 + [0.5]), np.array([1] * 300 + [0]))
+    low, high = figure.axes[1].get_ylim()
+    assert low == 0 and high >= 300
