@@ -312,12 +312,10 @@ def test_a_kit_manifest_listing_paths_outside_the_kit_is_refused(quick_kit, tmp_
 # --------------------------------------------------------------------------------------------------------
 
 
-def run_set_up_with_kit(kit: Path, monkeypatch) -> tuple[list[list[str]], str]:
-    """Execute the set-up cell as on Kaggle with ``kit``; pip is replaced by a recorder of what it would get."""
-    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
-    monkeypatch.setenv("COURSE_KIT", str(kit))
-    monkeypatch.setenv("COURSE_DATA_DIR", str(kit.parent / "data-dir"))
-    calls = []
+def record_pip_installs(monkeypatch) -> list[list[str]]:
+    """Make the set-up cell see no installed course and replace pip with a recorder: each call appends the
+    sorted names of the wheels in the folder pip was pointed at (``--find-links``)."""
+    calls: list[list[str]] = []
 
     def pip(command, **kwargs):
         folder = Path(command[command.index("--find-links") + 1])
@@ -329,6 +327,15 @@ def run_set_up_with_kit(kit: Path, monkeypatch) -> tuple[list[list[str]], str]:
 
     monkeypatch.setattr("subprocess.run", pip)
     monkeypatch.setattr("importlib.metadata.version", not_installed)
+    return calls
+
+
+def run_set_up_with_kit(kit: Path, monkeypatch) -> tuple[list[list[str]], str]:
+    """Execute the set-up cell as on Kaggle with ``kit``; pip is replaced by a recorder of what it would get."""
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setenv("COURSE_KIT", str(kit))
+    monkeypatch.setenv("COURSE_DATA_DIR", str(kit.parent / "data-dir"))
+    calls = record_pip_installs(monkeypatch)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         exec(compile(setup_cell_source(), "<setup>", "exec"), {})

@@ -8,7 +8,6 @@ stand-in wheels, data and weights (``quick_kit``), so nothing is downloaded.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import io
 import json
 import subprocess
@@ -46,18 +45,7 @@ def set_up(monkeypatch, *, kaggle: bool = True, kit: Path | None = None, gpu: bo
         monkeypatch.setenv("COURSE_KIT", str(kit))
     if inputs is not None:
         monkeypatch.setenv("COURSE_KAGGLE_INPUT", str(inputs))
-    calls = []
-
-    def pip(command, **kwargs):
-        folder = Path(command[command.index("--find-links") + 1])
-        calls.append(sorted(path.name for path in folder.iterdir()))
-        return subprocess.CompletedProcess(command, 0, "", "")
-
-    def not_installed(name):
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr("subprocess.run", pip)
-    monkeypatch.setattr("importlib.metadata.version", not_installed)
+    calls = test_kit.record_pip_installs(monkeypatch)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Stand-in GPU")
     printed = io.StringIO()
