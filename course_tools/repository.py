@@ -14,7 +14,7 @@ from pathlib import Path
 
 from course_utils.files import atomic_write
 
-__all__ = ["checked_repository_url", "course_root", "repository_url", "set_repository_url"]
+__all__ = ["RepositoryError", "checked_repository_url", "course_root", "repository_url", "set_repository_url"]
 
 # GitHub's rules: an owner is letters, digits and single hyphens; a repository name letters, digits, ".", "_", "-".
 _GITHUB_URL = re.compile(r"^https://github\.com/(?P<owner>[A-Za-z0-9](?:-?[A-Za-z0-9]){0,38})/"
@@ -27,8 +27,13 @@ _REPOSITORY_ENTRY = re.compile(r'^(?P<key>[ \t]*"?Repository"?[ \t]*=[ \t]*)"(?P
 _PROJECT_FILE = "pyproject.toml"
 
 
+class RepositoryError(ValueError):
+    """A repository address that is not a GitHub repository, or a ``pyproject.toml`` without one."""
+
+
 def checked_repository_url(url: str, where: str = "--repository") -> str:
-    """``url`` as ``https://github.com/<owner>/<name>`` (a trailing ``/`` or ``.git`` dropped), else ValueError.
+    """``url`` as ``https://github.com/<owner>/<name>`` (a trailing ``/`` or ``.git`` dropped), else
+    :class:`RepositoryError`.
 
     The badges open the notebooks through GitHub, so only a GitHub address will do; ``where`` names the value
     in the error (the option, or the file it was read from).
@@ -36,7 +41,7 @@ def checked_repository_url(url: str, where: str = "--repository") -> str:
     cleaned = url.strip().removesuffix("/").removesuffix(".git") if isinstance(url, str) else ""
     match = _GITHUB_URL.match(cleaned)
     if not match or ".." in match.group("name") or match.group("name") == ".":
-        raise ValueError(f"{where} {url!r} is not a GitHub repository address: use "
+        raise RepositoryError(f"{where} {url!r} is not a GitHub repository address: use "
                          "https://github.com/<owner>/<name>, the fork's page on GitHub.")
     return cleaned
 
@@ -50,13 +55,13 @@ def _repository_entry(path: Path) -> tuple[str, int, re.Match[str]]:
     """A ``pyproject.toml``'s text, and its one ``Repository = "..."`` line of ``[project.urls]`` (with the
     line's offset in the text)."""
     if path.is_symlink() or not path.is_file():
-        raise ValueError(f"{path} is not a regular file: the course's repository address lives in the "
+        raise RepositoryError(f"{path} is not a regular file: the course's repository address lives in the "
                          "pyproject.toml of the course repository, under [project.urls].")
     text = path.read_text(encoding="utf-8")
     entries = [(table.start("body"), entry) for table in _URLS_TABLE.finditer(text)
                for entry in _REPOSITORY_ENTRY.finditer(table.group("body"))]
     if len(entries) != 1:
-        raise ValueError(f"{path} has no single 'Repository = \"https://github.com/<owner>/<name>\"' line under "
+        raise RepositoryError(f"{path} has no single 'Repository = \"https://github.com/<owner>/<name>\"' line under "
                          "[project.urls]: add it there (the address course build writes into every notebook).")
     offset, entry = entries[0]
     return text, offset, entry
@@ -93,7 +98,7 @@ def set_repository_url(url: str, solutions_dir: str | Path = "solutions") -> Pat
     url = checked_repository_url(url)
     path = course_root(solutions_dir) / _PROJECT_FILE
     if not path.exists() and not path.is_symlink():
-        raise ValueError(f"No {_PROJECT_FILE} in {path.parent}: --repository rewrites the address of the course "
+        raise RepositoryError(f"No {_PROJECT_FILE} in {path.parent}: --repository rewrites the address of the course "
                          f"repository that holds {solutions_dir}; run it in a clone of the course.")
     text, offset, entry = _repository_entry(path)
     line = f'{entry.group("key")}"{url}"{entry.group("rest")}'

@@ -150,6 +150,7 @@ def _set_up_course(repository="https://github.com/<owner>/<name>", ref="v<versio
             raise SetUpFailed("the course package is not installed; see the line above.")
         importlib.invalidate_caches()
     from course_utils import config
+    from course_utils.dataset_registry import downloaded_folders
     # Data and weights: from the kit, or on Kaggle from anything attached under the input folder (for example
     # what `course prefetch` cached), linked into the caches the lessons read (read-only inputs stay as they are).
     roots = [kit] if kit is not None else [inputs] if on_kaggle else []
@@ -164,7 +165,7 @@ def _set_up_course(repository="https://github.com/<owner>/<name>", ref="v<versio
             checked(name)  # weights are loaded with torch.load: only the kit's own
     for root in roots:
         for depth in ("", "*/", "*/*/", "*/*/*/"):
-            for name in ("gtsrb", "oxford-iiit-pet"):
+            for name in downloaded_folders():
                 for found in sorted(root.glob(depth + name)):
                     if found.is_dir() and any(found.iterdir()) and not (data / name).exists():
                         data.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from course_utils.backbones import BACKBONES
-from course_utils.config import IMAGE_SIZE_RANGE
+from course_utils.config import IMAGE_SIZE_RANGE, SCRATCH_CNN
 
 __all__ = ["MAX_LAYERS", "MAX_LAYER_WIDTH", "MODEL_CONFIG_KEYS", "CheckpointError", "CheckpointMismatchError",
            "check_compatible", "check_metadata", "check_model_config", "check_training_state"]
@@ -34,7 +34,7 @@ class CheckpointMismatchError(CheckpointError):
 
 
 #: The ``model_config`` keys each kind of model takes: a ScratchCNN's constructor settings, a backbone's head.
-MODEL_CONFIG_KEYS: dict[str, tuple[str, ...]] = {"scratch_cnn": ("channels", "dropout", "in_channels"),
+MODEL_CONFIG_KEYS: dict[str, tuple[str, ...]] = {SCRATCH_CNN: ("channels", "dropout", "in_channels"),
                                                  "backbone": ("hidden_units", "dropout")}
 
 
@@ -119,7 +119,7 @@ def check_model_config(arch: str, config: Mapping[str, Any], path: str | os.Path
     :data:`MODEL_CONFIG_KEYS`) or a value out of range: layer widths 1..:data:`MAX_LAYER_WIDTH`, dropout in
     [0, 1), ``in_channels`` 1 to 4."""
     path = Path(path)
-    kind = "scratch_cnn" if arch == "scratch_cnn" else "backbone"
+    kind = SCRATCH_CNN if arch == SCRATCH_CNN else "backbone"
     unknown = [key for key in config if key not in MODEL_CONFIG_KEYS[kind]]
     if unknown:
         raise _bad_field(path, f"model_config.{unknown[0]}", config[unknown[0]],
@@ -140,7 +140,7 @@ def _check_rebuildable(metadata: Mapping[str, Any], path: Path) -> None:
     """What :func:`build_model_from_checkpoint` needs beyond :func:`check_metadata`: a known architecture, the
     classes, an input size in the course's range and settings that architecture takes."""
     arch = metadata.get("arch")
-    known = [*BACKBONES, "scratch_cnn"]
+    known = [*BACKBONES, SCRATCH_CNN]
     if arch is None or metadata.get("num_classes") is None:
         raise CheckpointError(
             f"{path} does not say which architecture or how many classes it holds; "

@@ -10,7 +10,7 @@ Real folders are messy. :func:`scan_image_folder` skips what cannot be used (non
 or corrupt files, files and sub-folders it may not read) and prints ONE line saying how many, which and why.
 Hidden system files (``.DS_Store``, ``._photo.jpg``, ``Thumbs.db``) are ignored silently: they are never
 images a user meant to add. A system folder (``/``, ``/usr``, the home folder itself) is refused as a data set.
-How files are checked, so that a folder of 50,000 images is scanned in seconds, not minutes:
+How files are checked, so that a large folder is scanned without decoding most of its images:
 the header is read for every file; PNG files are verified chunk by chunk (checksums, no decoding);
 a JPEG must end with its end-of-image marker (a truncated download does not); other formats are decoded.
 """
@@ -21,9 +21,11 @@ import os
 import re
 import urllib.error
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from course_utils import config
+from course_utils.dataset_registry import DATASET_REGISTRY, DatasetEntry
 from course_utils.files import display_path, is_system_folder, is_utf8_name, printable_name
 from course_utils.image_files import IMAGE_EXTENSIONS, UNREADABLE, image_problem, is_hidden
 from course_utils.samples import DatasetError, DownloadError, Sample, group_of, track_of
@@ -387,7 +389,8 @@ def load_dataset(name: str | Path, data_dir: str | Path | None = None, *, profil
                  frames_per_track: int | None = None, download: bool | None = None, verbose: bool = True):
     """Load a data set by name (or folder path) and split it into train/val/test.
 
-    ``name`` is ``"synthetic-signs"``, ``"gtsrb"``, ``"pets"`` (37 breeds), ``"pets-binary"`` (cat/dog) or
+    ``name`` is one of :data:`course_utils.dataset_registry.DATASET_REGISTRY` (``"synthetic-signs"``,
+    ``"gtsrb"``, ``"pets"`` (37 breeds), ``"pets-binary"`` (cat/dog), ``"sample-folder"``) or
     the path of your own folder: class sub-folders (split here, stratified), or already split into
     train/val/test sub-folders (any capitalisation). ``classes``: None gives the course's four target signs
     for the sign data sets and every class otherwise; ``"all"`` gives every class; a list picks classes.
@@ -397,46 +400,85 @@ def load_dataset(name: str | Path, data_dir: str | Path | None = None, *, profil
     ``data_dir`` defaults to :func:`course_utils.config.default_data_dir`.
     """
     defaults = config.profile_defaults(profile)  # also rejects an unknown profile
-    val_fraction = defaults.get("val_fraction", 0.15) if val_fraction is None else val_fraction
-    test_fraction = defaults.get("test_fraction", 0.15) if test_fraction is None else test_fraction
+    request = _Request(
+        classes=classes, seed=seed, group_aware=group_aware,
+        val_fraction=defaults.get("val_fraction", 0.15) if val_fraction is None else val_fraction,
+        test_fraction=defaults.get("test_fraction", 0.15) if test_fraction is None else test_fraction,
+        tracks_per_class=tracks_per_class or defaults["synthetic_tracks_per_class"],
+        frames_per_track=frames_per_track or defaults["synthetic_frames_per_track"],
+        download=profile == "full" if download is None else download, verbose=verbose)
     data_dir = Path(data_dir) if data_dir is not None else config.default_data_dir()
-    download = profile == "full" if download is None else download
-    options = {"seed": seed, "group_aware": group_aware}
-    if name == "synthetic-signs":
-        from course_utils import synthetic
-
-        folder = synthetic.generate_signs(
-            data_dir / "synthetic-signs", classes=synthetic.ALL_SIGNS,
-            tracks_per_class=tracks_per_class or defaults["synthetic_tracks_per_class"],
-            frames_per_track=frames_per_track or defaults["synthetic_frames_per_track"],
-            seed=seed, verbose=verbose)
-        samples, names = scan_image_folder(folder, classes=synthetic.ALL_SIGNS, check_files=False)
-        samples, names = _choose(samples, names, classes, config.TARGET_SIGNS)
-        return split_samples(samples, names, val_fraction=val_fraction, test_fraction=test_fraction,
-                             **options)
-    if name in ("gtsrb", "pets", "pets-binary"):
-        if name == "gtsrb":
-            train, test, names = gtsrb_samples(data_dir, download=download)
-        else:
-            target = "breed" if name == "pets" else "binary-category"
-            train, test, names = oxford_pet_samples(data_dir, target=target, download=download)
-        default = config.TARGET_SIGNS if name == "gtsrb" else None
-        train, chosen = _choose(train, names, classes, default)
-        test, _ = _choose(test, names, classes, default)
-        split = split_samples(train, chosen, val_fraction=val_fraction, test_fraction=0.0, **options)
-        split.test = test
-        return split
-    if name == "sample-folder":
-        from course_utils.sample_folders import make_sample_folder
-
-        name = make_sample_folder(data_dir / "lesson5-sample-folder", seed=seed, verbose=verbose).labeled
+    if isinstance(name, str) and name in DATASET_REGISTRY:
+        entry = DATASET_REGISTRY[name]
+        loader = globals()[entry.loader]  # the function of this module the registry names for it
+        return loader(entry, data_dir, request)
     if Path(name).is_dir():
         _require_folder(Path(name))
-        return _folder_dataset(Path(name), classes, val_fraction, test_fraction, options, verbose)
+        return _folder_dataset(Path(name), request)
     if Path(name).exists():
         _require_folder(Path(name))
     raise ValueError(f"Unknown data set {str(name)!r}: use one of {', '.join(config.DATASETS)}, "
                      "or the path of an existing folder of images.")
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What :func:`load_dataset` was asked for (the profile's defaults filled in), as each loader reads it."""
+
+    classes: Sequence[str] | str | None
+    seed: int
+    group_aware: bool
+    val_fraction: float
+    test_fraction: float
+    tracks_per_class: int
+    frames_per_track: int
+    download: bool
+    verbose: bool
+
+
+def load_synthetic_signs(entry: DatasetEntry, data_dir: Path, request: _Request) -> Split:
+    """The synthetic signs (drawn once under ``data_dir``), the four target signs unless ``classes`` says."""
+    from course_utils import synthetic
+
+    folder = synthetic.generate_signs(
+        data_dir / entry.folder, classes=synthetic.ALL_SIGNS, tracks_per_class=request.tracks_per_class,
+        frames_per_track=request.frames_per_track, seed=request.seed, verbose=request.verbose)
+    samples, names = scan_image_folder(folder, classes=synthetic.ALL_SIGNS, check_files=False)
+    samples, names = _choose(samples, names, request.classes, config.TARGET_SIGNS)
+    return split_samples(samples, names, val_fraction=request.val_fraction, test_fraction=request.test_fraction,
+                         seed=request.seed, group_aware=request.group_aware)
+
+
+def load_gtsrb(entry: DatasetEntry, data_dir: Path, request: _Request) -> Split:
+    """GTSRB with its own test set (the four target signs unless ``classes`` says)."""
+    train, test, names = gtsrb_samples(data_dir, download=request.download)
+    return _split_keeping_test(train, test, names, request, config.TARGET_SIGNS)
+
+
+def load_oxford_pet(entry: DatasetEntry, data_dir: Path, request: _Request) -> Split:
+    """Oxford-IIIT Pet with its own test set, labelled by ``entry.target`` (breeds, or cat and dog)."""
+    train, test, names = oxford_pet_samples(data_dir, target=entry.target, download=request.download)
+    return _split_keeping_test(train, test, names, request, None)
+
+
+def load_sample_folder(entry: DatasetEntry, data_dir: Path, request: _Request) -> Split:
+    """Lesson 5's practice folder (drawn once under ``data_dir``), split as any folder you bring."""
+    from course_utils.sample_folders import make_sample_folder
+
+    folder = make_sample_folder(data_dir / entry.folder, seed=request.seed, verbose=request.verbose).labeled
+    _require_folder(folder)
+    return _folder_dataset(folder, request)
+
+
+def _split_keeping_test(train: list[Sample], test: list[Sample], names: list[str], request: _Request,
+                        default: Sequence[str] | None) -> Split:
+    """Carve validation from ``train`` and keep the data set's own ``test`` (both narrowed to the classes)."""
+    train, chosen = _choose(train, names, request.classes, default)
+    test, _ = _choose(test, names, request.classes, default)
+    split = split_samples(train, chosen, val_fraction=request.val_fraction, test_fraction=0.0, seed=request.seed,
+                          group_aware=request.group_aware)
+    split.test = test
+    return split
 
 
 def _choose(samples: list[Sample], names: list[str], wanted, default: Sequence[str] | None):
@@ -450,9 +492,11 @@ def _choose(samples: list[Sample], names: list[str], wanted, default: Sequence[s
     return select_classes(samples, names, list(wanted))
 
 
-def _folder_dataset(root: Path, classes, val_fraction: float, test_fraction: float, options: dict,
-                    verbose: bool):
+def _folder_dataset(root: Path, request: _Request):
     """Split a user folder: class sub-folders, or train/val/test sub-folders of class sub-folders."""
+    classes, val_fraction, test_fraction, verbose = (request.classes, request.val_fraction, request.test_fraction,
+                                                     request.verbose)
+    options = {"seed": request.seed, "group_aware": request.group_aware}
     parts = find_split_folders(root)
     try:
         if parts is None:

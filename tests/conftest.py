@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: tiny, generic, never touching the network.
+"""Shared pytest fixtures: tiny, generic, never touching the network (plain helper functions: tests/helpers.py).
 
 ``course_run`` executes every solution notebook once per test session (``course run --profile smoke``);
 the tests marked ``notebooks`` share its output instead of executing the lessons again.
@@ -16,20 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-import nbformat
 import pytest
 
 # Before any test module imports torch: PyTorch's CPU threads wait passively (see runner.CPU_WAIT_POLICY).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-from nbformat.v4 import new_notebook
-from PIL import Image
-
-
-def write_image(path: Path, size: tuple[int, int] = (8, 8), colour=(200, 30, 30), mode: str = "RGB") -> Path:
-    """Write a tiny one-colour image (format from the suffix) and return its path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new(mode, size, colour).save(path)
-    return path
+from helpers import write_image
 
 
 @pytest.fixture
@@ -56,16 +47,6 @@ def make_image_folder(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
-
-
-def python_notebook(cells: list, folder: Path | None = None, name: str | None = None) -> nbformat.NotebookNode:
-    """A notebook with the ``python3`` kernelspec holding ``cells``; written to ``folder/name.ipynb`` if given."""
-    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    nb.cells = list(cells)
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, str(folder / f"{name}.ipynb"))
-    return nb
 
 
 SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"

@@ -1,12 +1,16 @@
-"""The layout: course_utils (what lessons import) never imports course_tools, and its modules form no cycle.
+"""The layout: the import contracts of ``pyproject.toml`` (course_utils never imports course_tools, no import cycle
+inside a package, course_utils in the README's layers) checked by import-linter; what lessons import; ``__all__``.
 
-The imports are read from the source with ``ast`` (nothing is executed), including those inside functions:
-an import deferred to call time is still a dependency.
+import-linter reads every import from the source, including those inside functions: an import deferred to call
+time is still a dependency.
 """
 
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -24,101 +28,39 @@ def module_files(root: Path, package: str) -> dict[str, Path]:
     return files
 
 
-def imported_modules(path: Path, module: str, known: set[str]) -> set[str]:
-    """The modules ``path`` imports anywhere in its code, as dotted names (relative imports resolved).
-
-    ``from package import name`` counts as an import of ``package.name`` when that is a module in ``known``,
-    else as an import of ``package``.
-    """
-    package = module if path.stem == "__init__" else module.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                source = ".".join(base + ([node.module] if node.module else []))
-            else:
-                source = node.module or ""
-            for alias in node.names:
-                candidate = f"{source}.{alias.name}"
-                found.add(candidate if candidate in known else source)
-    return found
+def lint_imports(folder: Path) -> subprocess.CompletedProcess:
+    """Run import-linter's ``lint-imports`` on the course in ``folder`` (its pyproject.toml, its packages)."""
+    command = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run([str(command if command.exists() else shutil.which("lint-imports")), "--no-cache"],
+                          cwd=folder, capture_output=True, text=True, timeout=120)
 
 
-def import_graph(root: Path, package: str) -> dict[str, set[str]]:
-    """Which modules of ``package`` each of its modules imports (edges inside the package only)."""
-    files = module_files(root, package)
-    known = set(files)
-    return {module: {name for name in imported_modules(path, module, known) if name in known and name != module}
-            for module, path in files.items()}
+def test_the_import_contracts_hold():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 kept, 0 broken" in result.stdout
 
 
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle as ``[a, b, ..., a]``, or None when the graph has none."""
-    state: dict[str, str] = {}  # "open" while on the current path, "done" once all its imports are checked
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = "open"
-        path.append(node)
-        for target in sorted(graph.get(node, ())):
-            if state.get(target) == "open":
-                return path[path.index(target):] + [target]
-            if target not in state:
-                cycle = visit(target)
-                if cycle:
-                    return cycle
-        path.pop()
-        state[node] = "done"
-        return None
-
-    for start in sorted(graph):
-        if start not in state:
-            cycle = visit(start)
-            if cycle:
-                return cycle
-    return None
-
-
-def write_package(root: Path, modules: dict[str, str]) -> None:
-    (root / "pkg").mkdir()
-    (root / "pkg" / "__init__.py").write_text("")
-    for name, source in modules.items():
-        (root / "pkg" / f"{name}.py").write_text(source)
-
-
-def test_the_walker_sees_function_level_and_relative_imports_and_finds_cycles(tmp_path):
-    write_package(tmp_path, {
-        "a": "from pkg import b\n",
-        "b": "def f():\n    from .c import g\n    return g\n",
-        "c": "import os\n\ndef g():\n    import pkg.a\n",
-        "d": "from pkg import a, something_in_init\n",
-    })
-    graph = import_graph(tmp_path, "pkg")
-    assert graph["pkg.b"] == {"pkg.c"} and graph["pkg.c"] == {"pkg.a"}
-    assert graph["pkg.d"] == {"pkg.a", "pkg"}
-    assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
-    assert find_cycle({"x": {"y"}, "y": set()}) is None
-
-
-def test_course_utils_never_imports_course_tools():
-    offenders = {}
-    for module, path in module_files(ROOT, "course_utils").items():
-        known = set(module_files(ROOT, "course_tools"))
-        tools = sorted(name for name in imported_modules(path, module, known)
-                       if name == "course_tools" or name.startswith("course_tools."))
-        if tools:
-            offenders[module] = tools
-    assert offenders == {}
-
-
-@pytest.mark.parametrize("package", PACKAGES)
-def test_no_import_cycle_inside_a_package(package):
-    graph = import_graph(ROOT, package)
-    assert len(graph) > 3  # the walk found the modules
-    assert find_cycle(graph) is None
+def test_the_contracts_catch_imports_inside_functions_up_the_layers_into_the_tools_and_in_a_cycle(tmp_path):
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    additions = {
+        "course_utils/config.py": "def _late():\n    from course_utils import backbones\n    return backbones\n",
+        "course_utils/files.py": "def _tools():\n    import course_tools.badges\n",
+        "course_tools/badges.py": "def _late():\n    from course_tools import parameters\n    return parameters\n",
+        "course_tools/parameters.py": "from course_tools import badges as _badges\n",
+    }
+    for name, code in additions.items():
+        with open(tmp_path / name, "a", encoding="utf-8") as file:
+            file.write("\n\n" + code)
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    report = " ".join(result.stdout.split())
+    assert "0 kept, 3 broken" in report
+    assert "course_utils.config -> course_utils.backbones" in report
+    assert "course_utils.files -> course_tools.badges" in report
+    assert "No cycles are allowed in course_tools" in report
 
 
 def test_lessons_import_only_course_utils():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import write_image
+from helpers import write_image
 from torch import nn
 
 from course_utils import evaluation
@@ -134,12 +134,13 @@ def test_val_folder_lacking_a_class_gets_a_note(make_image_folder, capsys):
     assert "has no folder for class(es) fox: the val part holds no images of them" in out
 
 
-def test_too_few_images_per_class_advice_names_what_course_run_can_set(make_image_folder, capsys):
+def test_a_folder_too_small_to_split_stops_with_an_error_naming_the_folder_and_the_fix(make_image_folder, capsys):
+    # The README: a folder that cannot be used (..., an empty split) stops with an error that names the folder
+    # and the fix. Two images per class leave the validation part empty in the smoke profile.
     root = make_image_folder({f"class_{index:02d}": 2 for index in range(6)}, name="tiny")
-    try:
+    with pytest.raises(DatasetError) as caught:
         load_dataset(str(root), profile="smoke")
-    except DatasetError as error:
-        message = str(error)
-    else:
-        message = capsys.readouterr().out
-    assert "-p DATASET <folder>" in message
+    message = str(caught.value)
+    assert message.startswith(f"In {root}: the val part would be empty") and "\n" not in message
+    assert "-p DATASET <folder>" in message  # what course run can set
+    assert "fewer than 3 groups" in capsys.readouterr().out  # which classes, said before it stopped

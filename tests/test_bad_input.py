@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import python_notebook
+from helpers import python_notebook
 from nbformat.v4 import new_code_cell
 
 from course_tools import cli, runner
@@ -192,7 +192,7 @@ def test_a_failed_html_copy_is_reported_not_passed(tmp_path, monkeypatch):
     solutions = tmp_path / "solutions"
     lesson(solutions, "01_a")
 
-    def full_disk(notebook):
+    def full_disk(notebook, output_dir=None):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(runner, "export_html", full_disk)

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import python_notebook
+from helpers import fake_gtsrb, fake_weights, python_notebook
 from nbformat.v4 import new_code_cell
-from test_prefetch import fake_gtsrb, fake_weights
 
 from course_tools import kit as kit_module
 from course_tools import prefetch as prefetch_module
@@ -389,11 +388,27 @@ def test_wheels_from_needs_a_kit(capsys):
 # --------------------------------------------------------------------------------------------------------
 
 
-def test_set_up_cell_installs_the_version_it_was_built_from():
-    source = setup_cell_source()
-    assert f'ref="v{__version__}"' in source and f'version="{__version__}"' in source
-    assert 'on_kaggle = "KAGGLE_KERNEL_RUN_TYPE" in os.environ' in source
-    assert 'return "KAGGLE_KERNEL_RUN_TYPE" in os.environ' in Path(config.__file__).read_text()
+@pytest.mark.parametrize("kaggle", [True, False])
+def test_the_set_up_cell_and_the_package_agree_on_what_is_kaggle(kaggle, monkeypatch, tmp_path):
+    for name in ("KAGGLE_KERNEL_RUN_TYPE", "COURSE_KIT"):
+        monkeypatch.delenv(name, raising=False)
+    if kaggle:
+        monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+    monkeypatch.setenv("COURSE_KAGGLE_INPUT", str(tmp_path / "input"))
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    installs = []
+    monkeypatch.setattr("subprocess.run", lambda command, **kwargs: installs.append(command)
+                        or subprocess.CompletedProcess(command, 0, "", ""))
+    monkeypatch.setattr("importlib.metadata.version", lambda name: "0.0.1")  # an older course: install
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        exec(compile(setup_cell_source(), "<setup>", "exec"), {})
+    assert config.on_kaggle() is kaggle
+    assert bool(installs) is kaggle, printed.getvalue()
+    if kaggle:  # the version it was built from
+        assert installs[0][-1].endswith(f"@v{__version__}") and "Set-up (Kaggle)" in printed.getvalue()
+    else:
+        assert "nothing to do" in printed.getvalue()
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ import pytest
 import test_kit
 import test_prefetch
 import torch
+from helpers import fake_gtsrb, fake_weights
 from test_kit import write_wheel
-from test_prefetch import fake_gtsrb, fake_weights
 
 from course_tools import kit as kit_module
 from course_tools import prefetch as prefetch_module

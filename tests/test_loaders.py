@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import write_image
+from helpers import write_image
 from PIL import Image
 
 from course_utils import loaders

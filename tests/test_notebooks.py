@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import python_notebook
+from helpers import python_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_output
 
 from course_tools.notebooks import (

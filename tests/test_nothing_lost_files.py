@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import write_image
+from helpers import write_image
 from PIL import Image
 from torch import nn
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-from conftest import write_image
+from helpers import write_image
 
 from course_tools.cli import main
 from course_utils import checkpoints, evaluation, models, transforms

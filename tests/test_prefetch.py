@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import socket
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import fake_gtsrb, fake_weights
 
 from course_tools import prefetch as prefetch_module
 from course_tools.prefetch import PrefetchError, has_network, prefetch, verify_weights
-
-
-def fake_gtsrb(data_dir: Path) -> None:
-    """The files torchvision's GTSRB looks for, with a few bytes each."""
-    base = data_dir / "gtsrb"
-    (base / "GTSRB" / "Training" / "00014").mkdir(parents=True)
-    (base / "GTSRB" / "Training" / "00014" / "00000_00000.ppm").write_bytes(b"P6 1 1 255 abc")
-    (base / "GTSRB" / "Final_Test" / "Images").mkdir(parents=True)
-    (base / "GTSRB" / "Final_Test" / "Images" / "00000.ppm").write_bytes(b"P6 1 1 255 abc")
-    (base / "GT-final_test.csv").write_text("Filename;ClassId\n00000.ppm;14\n")
-
-
-def fake_weights(torch_home: Path, arch: str = "resnet18") -> tuple[Path, str]:
-    """A small state dict saved under torch hub's name rule (``<arch>-<sha256 prefix>.pth``); its URL."""
-    folder = torch_home / "hub" / "checkpoints"
-    folder.mkdir(parents=True)
-    scratch = folder / "scratch.pth"
-    torch.save({"fc.weight": torch.ones(2, 3)}, scratch)
-    digest = hashlib.sha256(scratch.read_bytes()).hexdigest()[:8]
-    path = scratch.rename(folder / f"{arch}-{digest}.pth")
-    return path, f"https://download.pytorch.org/models/{path.name}"
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import sys
 
 import nbformat
 import pytest
-from conftest import python_notebook
+from helpers import python_notebook
 
 from course_utils import progress
 

@@ -85,7 +85,7 @@ def test_a_folder_finished_meanwhile_by_another_notebook_is_kept(tmp_path, monke
 
 # ------------------------------------------------------------------ nothing of the user's is deleted (issue 24)
 def _photos(folder, names=("holiday.jpg", "cat.png")):
-    from conftest import write_image
+    from helpers import write_image
 
     return [write_image(folder / name) for name in names]
 
