@@ -21,6 +21,7 @@ from typing import Any
 
 from course_utils.config import LESSONS
 from course_utils.files import write_text_atomic
+from course_utils.findings import labelled_value
 from course_utils.results import read_metrics
 
 __all__ = ["CLAIMS_COLUMNS", "FINDING_COLUMNS", "claims_rows", "finding_cells", "main", "write_claims"]
@@ -30,10 +31,6 @@ FINDING_COLUMNS = ("Finding", "Values", "Difference (95% interval)", "Held")
 CLAIMS_COLUMNS = ("Lesson", "Seed", *FINDING_COLUMNS)
 
 
-def _value(value: float, metric: str) -> str:
-    return f"{value:.3f}" if metric == "AUROC" else f"{value:.1%}"
-
-
 def _difference(value: float, metric: str) -> str:
     return f"{value:+.3f}" if metric == "AUROC" else f"{value * 100:+.1f} pts"
 
@@ -41,8 +38,8 @@ def _difference(value: float, metric: str) -> str:
 def finding_cells(record: dict[str, Any]) -> tuple[str, str, str, str]:
     """The four cells of :data:`FINDING_COLUMNS` for one finding as stored in ``metrics.json``."""
     metric = record.get("metric", "accuracy")
-    values = (f"{record.get('label_a', 'A')} {_value(record['value_a'], metric)} vs "
-              f"{record.get('label_b', 'B')} {_value(record['value_b'], metric)}")
+    values = (f"{labelled_value(record.get('label_a', 'A'), record['value_a'], metric)} vs "
+              f"{labelled_value(record.get('label_b', 'B'), record['value_b'], metric)}")
     difference = (f"{_difference(record['difference'], metric)} ({_difference(record['ci_low'], metric)} to "
                   f"{_difference(record['ci_high'], metric)})")
     held = "yes" if record["held"] else "NO" if record.get("headline", True) else "no (observation)"
@@ -121,8 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = claims_rows(runs)
     failed = [row for row in rows if row[-1] == "NO"]
     held = sum(row[-1] == "yes" for row in rows)
-    print(f"Claims table: {path} ({held} of {len(rows)} findings held; {len(failed)} headline finding(s) or "
-          "lesson(s) failed)")
+    failures = "no headline finding or lesson failed" if not failed else \
+        f"{len(failed)} headline {'finding or lesson' if len(failed) == 1 else 'findings or lessons'} failed"
+    print(f"Claims table: {path} ({held} of {len(rows)} findings held; {failures})")
     return 1 if failed else 0
 
 

@@ -22,10 +22,12 @@ import contextlib
 import datetime
 import html
 import logging
+import math
 import os
 import platform
 import re
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -33,16 +35,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from course_tools.notebooks import Parameter, read_notebook, read_parameters
+from course_tools.notebooks import Parameter, read_notebook, read_parameters, write_notebook
 from course_utils import config
 from course_utils.files import write_text_atomic
 from course_utils.results import METRICS_FILE, read_metrics
 
 __all__ = ["CPU_WAIT_POLICY", "INTERRUPTED_EXIT_CODE", "KERNEL_FINISH_SECONDS", "KERNEL_QUIET_ARGUMENTS",
-           "PATH_PARAMETERS", "REPORT_COLUMNS", "RESERVED_PARAMETERS", "STOP_SIGNALS", "LessonResult",
+           "METRIC_WORDS", "PATH_PARAMETERS", "REPORT_COLUMNS", "REPORT_STYLE", "RESERVED_PARAMETERS", "STOP_SIGNALS",
+           "WIDGET_VIEW", "LessonResult",
            "LessonSelectionError", "RunStopped", "Stopper", "absolute_paths", "available_lessons", "convert_value",
-           "export_html", "finding_lines", "interrupted_exit_code", "key_metrics", "lesson_parameters",
-           "report_rows", "require_solutions_dir", "resolve_lesson", "run_lesson", "run_lessons", "write_report"]
+           "drop_widget_state", "export_html", "finding_lines", "interrupted_exit_code", "key_metrics",
+           "lesson_parameters", "metric_name", "public_text", "report_rows", "require_solutions_dir",
+           "resolve_lesson", "run_lesson", "run_lessons", "write_report"]
 
 #: Parameters that ``run_lessons`` sets itself (from ``profile`` and ``output_dir``).
 RESERVED_PARAMETERS = ("PROFILE", "OUTPUT_DIR")
@@ -206,8 +210,8 @@ def convert_value(value: Any, parameter: Parameter) -> Any:
             return ast.literal_eval(text)
         except (ValueError, SyntaxError):
             return value
-    raise ValueError(f"Parameter {parameter.name} expects {expected.__name__} (default {parameter.default}), "
-                     f"got {value!r}.")
+    raise config.ParameterError(f"Parameter {parameter.name} expects {expected.__name__} (default "
+                                f"{parameter.default}), got {value!r}.")
 
 
 def lesson_parameters(lessons: Sequence[str], parameters: dict[str, Any],
@@ -469,14 +473,47 @@ def _failure_line(lesson: str, error: BaseException, executed: Path) -> str:
             f"{error.ename}: {evalue}")
 
 
-def export_html(notebook: Path) -> Path | None:
-    """Write ``<notebook>.html`` beside an executed notebook (nbconvert); ``None`` without nbconvert."""
+def export_html(notebook: Path, output_dir: Path | None = None) -> Path | None:
+    """Write ``<notebook>.html`` beside an executed notebook (nbconvert); ``None`` without nbconvert.
+
+    The page is meant to be shared: the folders of this machine in it are written as :func:`public_text` does.
+    """
     try:
         from nbconvert import HTMLExporter
     except ImportError:
         return None
     body, _ = HTMLExporter().from_notebook_node(read_notebook(notebook))
-    return write_text_atomic(notebook.with_suffix(".html"), body)
+    return write_text_atomic(notebook.with_suffix(".html"), public_text(body, output_dir))
+
+
+#: The output types of a Jupyter widget: alive only while the kernel that drew it runs.
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def drop_widget_state(notebook: Path) -> bool:
+    """Remove the widgets' saved state and views from an executed notebook; whether anything was removed.
+
+    A finished notebook reopened later cannot reach the kernel that drew its widgets, so every widget shows
+    "Error displaying widget: model not found" (and an empty box in HTML). The plain-text form each output
+    carries beside its widget (the one-line summary of a progress bar) stays.
+    """
+    document = read_notebook(notebook)
+    changed = document.metadata.pop("widgets", None) is not None
+    for cell in document.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if isinstance(data, dict) and WIDGET_VIEW in data:
+                del data[WIDGET_VIEW]
+                changed = True
+                if not data:
+                    continue  # a widget with no text form: nothing left to show
+            kept.append(output)
+        if "outputs" in cell:
+            cell.outputs = kept
+    if changed:
+        write_notebook(document, notebook)
+    return changed
 
 
 def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], output_dir: Path,
@@ -536,6 +573,10 @@ def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], 
             running.unlink(missing_ok=True)
             executed.unlink(missing_ok=True)
     running.unlink(missing_ok=True)
+    # Cosmetic clean-up: a notebook cut short may not parse (nbformat raises its own errors); it is then kept as is.
+    with contextlib.suppress(Exception):
+        if executed.is_file() and not executed.is_symlink():
+            drop_widget_state(executed)
     seconds = time.perf_counter() - start
     if stopped_by is not None:
         return LessonResult(lesson, "interrupted", seconds, read_metrics(folder), _interrupted(lesson, stopped_by),
@@ -543,7 +584,7 @@ def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], 
     page = None
     if executed.is_file():
         try:
-            page = export_html(executed)
+            page = export_html(executed, output_dir)
         except Exception as failure:  # a full disk, say: the lesson ran, but its HTML copy is missing
             first = (str(failure).strip().splitlines() or [""])[0]
             error = error or (f"{lesson}: the lesson ran, but its HTML copy {executed.with_suffix('.html')} "
@@ -627,20 +668,87 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {rest} s" if minutes else f"{seconds:.1f} s"
 
 
+#: Words of metric names written as readers know them (``val_accuracy`` -> "validation accuracy").
+METRIC_WORDS = {"val": "validation", "auroc": "AUROC", "msp": "MSP", "mlp": "MLP", "batchnorm": "BatchNorm",
+                "fe": "feature extraction", "ft": "fine-tuning", "cnn": "CNN", "nn": "NN"}
+
+
+def metric_name(key: str) -> str:
+    """A metric's key in words: ``test_accuracy`` -> "test accuracy", ``msp_auroc`` -> "MSP AUROC",
+    ``fine_tuning_all_seconds`` -> "fine-tuning all time"."""
+    words = [METRIC_WORDS.get(word.lower(), word) for word in key.split("_") if word]
+    if words and words[-1] == "seconds":
+        words[-1] = "time"
+    return " ".join(words).replace("fine tuning", "fine-tuning").replace("fine tune", "fine-tune")
+
+
 def key_metrics(metrics: dict[str, Any]) -> str:
-    """The numbers worth a report column: accuracies, AUROC and seconds, e.g. ``test_accuracy 91.2%``."""
+    """The numbers worth a report column, named in words: accuracies, AUROC and the times of parts of a lesson,
+    e.g. ``test accuracy 91.2%, feature time 16 s``. The lesson's own total (``seconds``) is left out: the
+    report's "Wall time" column is the one time of the lesson."""
     shown = []
     for key, value in metrics.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             continue
         if key.endswith("accuracy"):
-            shown.append(f"{key} {value:.1%}")
+            shown.append(f"{metric_name(key)} {value:.1%}")
         elif key.endswith("auroc"):
-            shown.append(f"{key} {value:.3f}")
-        elif key.endswith("seconds"):
-            shown.append(f"{key} {value:.0f}")
+            shown.append(f"{metric_name(key)} {value:.3f}")
+        elif key.endswith("_seconds"):
+            shown.append(f"{metric_name(key)} {_duration(value)}")
     return ", ".join(shown)
 
+
+def _machine_folders(output_dir: Path | None) -> list[tuple[str, str]]:
+    """This machine's folders that a shared report must not show, each with what is written instead."""
+    here = Path.cwd()
+    folders: dict[str, str] = {}
+    if output_dir is not None:
+        output = Path(output_dir).absolute()
+        shown = os.path.relpath(output, here) if output.resolve().is_relative_to(here.resolve()) else output.name
+        for form in (output, output.resolve()):
+            folders[str(form)] = shown or "."
+    for folder, shown in ((here, "."), (Path.home(), "~"), (Path(tempfile.gettempdir()), "$TMPDIR")):
+        for form in (folder, folder.resolve()):
+            folders.setdefault(str(form), shown)
+    named = [(folder, shown) for folder, shown in folders.items() if folder not in ("/", "")]
+    return sorted(named, key=lambda pair: len(pair[0]), reverse=True)  # the most specific folder first
+
+
+def _host_name() -> str | None:
+    """This machine's name, when it is distinctive enough to replace in text without hitting ordinary words."""
+    name = platform.node().split(".")[0]
+    return name if len(name) >= 6 or re.search(r"[\d-]", name) else None
+
+
+def public_text(text: str, output_dir: Path | None = None) -> str:
+    """``text`` without this machine's folders and name, for a report that is shared.
+
+    The output folder becomes its name (or its path from the current folder), the current folder ``.``, the home
+    folder ``~``, the temporary folder ``$TMPDIR``; any other home folder (``/home/<user>``, ``/Users/<user>``)
+    ``~``; the host name ``this-machine``. A folder counts only as a whole path (``/work/main`` is not replaced
+    in ``/work/mainline``), and only where a path can start, so encoded images stay intact.
+    """
+    start, end = r"(?<![\w.~+/=,-])", r"(?=[/\\\s\"'`<>)\],;:]|$)"
+    for folder, shown in _machine_folders(output_dir):
+        text = re.sub(start + re.escape(folder) + end, lambda _, shown=shown: shown, text)
+    text = re.sub(start + r"/(?:home|Users)/[^/\s\"'`<>]+" + end, "~", text)
+    host = _host_name()
+    if host:
+        text = re.sub(rf"\b{re.escape(host)}\b", "this-machine", text)
+    return text
+
+
+#: The report page's style: a readable line length on wide screens; on narrow ones (below about 800 pixels) the
+#: text wraps and a table too wide for the screen scrolls sideways inside its box instead of widening the page.
+REPORT_STYLE = (
+    "body{font-family:sans-serif;max-width:75em;margin:1em auto;padding:0 1em;line-height:1.4}"
+    ".table{overflow-x:auto;max-width:100%}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}"
+    "p,li{overflow-wrap:anywhere}"
+    ".failed{background:#fdd}.passed{background:#efe}.skipped{background:#eee}.interrupted{background:#ffd}"
+    "@media (max-width:800px){body{padding:0 0.5em}td,th{padding:3px 4px;font-size:0.9em}}"
+)
 
 REPORT_COLUMNS = ("Lesson", "Status", "Profile", "Data set", "Backbone", "Key metrics", "Wall time")
 
@@ -669,18 +777,22 @@ def finding_lines(metrics: dict[str, Any]) -> list[str]:
 def write_report(results: Sequence[LessonResult], output_dir: str | Path, *, profile: str | None,
                  parameters: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` (one row per lesson, its findings below it, then the failures)
-    to ``output_dir``."""
+    to ``output_dir``.
+
+    Reports are meant to be shared: they name no folder of this machine and not its name (see
+    :func:`public_text`), and the HTML page reflows on narrow screens (wide tables scroll sideways).
+    """
     output_dir = Path(output_dir)
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     settings = ", ".join(f"{name}={value!r}" for name, value in parameters.items()) or "none"
     title = f"Course run, {when}"
-    intro = (f"Profile {profile or 'auto'}; parameters: {settings}; Python {platform.python_version()} on "
-             f"{platform.node() or 'this machine'}.")
-    rows = report_rows(results, profile)
+    intro = public_text(f"Profile {profile or 'auto'}; parameters: {settings}; Python {platform.python_version()}.",
+                        output_dir)
+    rows = [tuple(public_text(value, output_dir) for value in row) for row in report_rows(results, profile)]
     failures = [r for r in results if r.error]
 
     def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
+        return public_text(text, output_dir).replace("|", "\\|").replace("\n", " ")
 
     lines = [f"# {title}", "", intro, "", "| " + " | ".join(REPORT_COLUMNS) + " |",
              "|" + "---|" * len(REPORT_COLUMNS)]
@@ -690,7 +802,7 @@ def write_report(results: Sequence[LessonResult], output_dir: str | Path, *, pro
         lines += ["| " + " | ".join(["", "finding", *empty[:-1], cell(text), ""]) + " |"
                   for text in finding_lines(result.metrics)]
     if failures:
-        lines += ["", "## Problems", ""] + [f"- {r.error}" for r in failures]
+        lines += ["", "## Problems", ""] + [f"- {public_text(r.error or '', output_dir)}" for r in failures]
     lines += ["", "Executed notebooks: `<lesson>/<lesson>.ipynb` (HTML beside them)."]
     markdown = write_text_atomic(output_dir / "report.md", "\n".join(lines) + "\n")
 
@@ -704,18 +816,17 @@ def write_report(results: Sequence[LessonResult], output_dir: str | Path, *, pro
         f'<tr class="{html.escape(r.status)}"><td>{link(r)}</td>'
         + "".join(f"<td>{html.escape(value)}</td>" for value in row[1:]) + "</tr>\n"
         + "".join(f'<tr class="finding"><td></td><td>finding</td><td colspan="{len(REPORT_COLUMNS) - 2}">'
-                  f"{html.escape(text)}</td></tr>\n" for text in finding_lines(r.metrics))
+                  f"{html.escape(public_text(text, output_dir))}</td></tr>\n" for text in finding_lines(r.metrics))
         for r, row in zip(results, rows, strict=True)
     )
-    problems = "".join(f"<li>{html.escape(r.error or '')}</li>" for r in failures)
+    problems = "".join(f"<li>{html.escape(public_text(r.error or '', output_dir))}</li>" for r in failures)
     page = (
         f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>\n"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.failed{background:#fdd}"
-        ".passed{background:#efe}.skipped{background:#eee}.interrupted{background:#ffd}</style></head><body>\n"
-        f"<h1>{html.escape(title)}</h1>\n<p>{html.escape(intro)}</p>\n<table>\n<tr>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<style>{REPORT_STYLE}</style></head><body>\n"
+        f"<h1>{html.escape(title)}</h1>\n<p>{html.escape(intro)}</p>\n<div class=\"table\"><table>\n<tr>"
         + "".join(f"<th>{html.escape(name)}</th>" for name in REPORT_COLUMNS) + "</tr>\n"
-        + body + "</table>\n"
+        + body + "</table></div>\n"
         + (f"<h2>Problems</h2>\n<ul>{problems}</ul>\n" if problems else "")
         + "</body></html>\n"
     )

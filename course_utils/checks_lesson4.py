@@ -190,7 +190,8 @@ def check_probabilities(probabilities: Any) -> None:
             _fail("The columns sum to 1 instead of the rows: the softmax ran over the batch; use dim=1.")
         _fail(f"Rows sum to values between {rows.min():.3g} and {rows.max():.3g}, not 1: use softmax over "
               "the classes (dim=1), not a sigmoid per class.")
-    _passed(f"{values.shape[0]} rows of probabilities over {values.shape[1]} classes, each summing to 1.")
+    rows = "1 row" if values.shape[0] == 1 else f"{values.shape[0]} rows"
+    _passed(f"{rows} of probabilities over {values.shape[1]} classes, each summing to 1.")
 
 
 def _max_softmax(head: nn.Module, features: Any) -> np.ndarray:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,8 +32,8 @@ from course_utils.image_files import to_numpy
 
 __all__ = ["OUTCOMES_FILE", "STRICT_VARIABLE", "Finding", "FindingError", "accuracy_interval", "auroc_interval",
            "bootstrap_weights", "clear", "compare_accuracy", "compare_auroc", "compare_independent",
-           "compare_statistic", "compare_to_value", "expect", "format_line", "load_outcomes", "print_accuracy",
-           "records", "save_outcomes", "strict"]
+           "compare_statistic", "compare_to_value", "expect", "format_line", "labelled_value", "load_outcomes",
+           "print_accuracy", "records", "save_outcomes", "strict"]
 
 #: File in a lesson's output folder with its per-image test results (read by the next lesson's comparison).
 OUTCOMES_FILE = "test_outcomes.json"
@@ -90,12 +91,24 @@ def _format_difference(value: float, metric: str) -> str:
     return f"{value:+.3f}" if metric == "AUROC" else f"{value * 100:+.1f} points"
 
 
+def labelled_value(label: str, value: float, metric: str = "accuracy") -> str:
+    """``"CNN from scratch 66.4%"``; a label that only states the value itself (``"90%"`` for 0.9) is not
+    repeated: ``"90.0%"``, not ``"90% 90.0%"``."""
+    text = _format_value(value, metric)
+    number = re.fullmatch(r"\s*([-+]?\d+(?:\.\d+)?)\s*(%?)\s*", str(label))
+    if number:
+        stated = float(number.group(1)) / (100 if number.group(2) else 1)
+        if math.isclose(stated, value, abs_tol=5e-4):
+            return text
+    return f"{label} {text}"
+
+
 def format_line(record: dict[str, Any]) -> str:
     """The one-line summary of a finding given as a dict (as stored in ``metrics.json``)."""
     metric = record.get("metric", "accuracy")
     verdict = "held" if record["held"] else "NOT held"
-    return (f"{record.get('claim') or record['name']}: {record['label_a']} {_format_value(record['value_a'], metric)}"
-            f" vs {record['label_b']} {_format_value(record['value_b'], metric)}, difference "
+    return (f"{record.get('claim') or record['name']}: {labelled_value(record['label_a'], record['value_a'], metric)}"
+            f" vs {labelled_value(record['label_b'], record['value_b'], metric)}, difference "
             f"{_format_difference(record['difference'], metric)} (95% interval "
             f"{_format_difference(record['ci_low'], metric)} to {_format_difference(record['ci_high'], metric)},"
             f" {record.get('groups', '?')} test groups): {verdict}")

@@ -8,16 +8,24 @@ that it is not shown twice, and call ``plt.close(figure)`` when you draw many fi
 Images can be given as file paths, PIL images, ``H x W x C`` arrays, or a normalised tensor batch
 (``N x C x H x W``, as a data loader yields it): pass the backbone's ``mean`` and ``std`` and the
 normalisation is undone before drawing.
+
+Colours are chosen for every reader, including the one in twelve men who cannot tell red from green: classes and
+runs take the Okabe-Ito palette (:data:`PALETTE`, with a marker each as a second cue), right and wrong answers are
+blue and vermilion and carry a ✓ or ✗ in their titles, and heat maps use the perceptual colour map ``magma``
+(:data:`HEAT_MAP`), whose brightness rises steadily, unlike ``jet``'s rainbow. No text is smaller than
+:data:`MIN_FONT_SIZE` points.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -28,18 +36,88 @@ from PIL import Image
 
 from course_utils.image_files import load_rgb, to_numpy
 
-__all__ = ["CORRECT_COLOR", "MANY_CLASSES", "MISTAKE_COLOR", "plot_activation_maps", "plot_augmentations",
+__all__ = ["CORRECT_COLOR", "CORRECT_MARK", "HEAT_MAP", "MANY_CLASSES", "MARKERS", "MIN_FONT_SIZE", "MISTAKE_COLOR",
+           "MISTAKE_MARK", "PALETTE", "plot_activation_maps", "plot_augmentations",
            "plot_class_confidence", "plot_class_counts", "plot_classification_report", "plot_comparison",
            "plot_confusion_matrix", "plot_feature_projection", "plot_history", "plot_image_grid", "plot_image_sizes",
            "plot_learning_rate_finder", "plot_misclassified", "plot_near_duplicates", "plot_predictions",
            "plot_reliability_diagram", "plot_roc_curve", "plot_score_histograms"]
 
-CORRECT_COLOR = "tab:green"
-MISTAKE_COLOR = "tab:red"
+#: The Okabe-Ito palette (Okabe and Ito, 2008): eight colours that stay distinct with every common colour-vision
+#: deficiency. Blue, orange, bluish green, vermilion, sky blue, reddish purple, yellow, black.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000")
+#: One marker per class or run, so that colour is never the only cue.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+CORRECT_COLOR = PALETTE[0]  # blue: right answers
+MISTAKE_COLOR = PALETTE[3]  # vermilion: wrong answers (told apart from blue by everyone, and marked MISTAKE_MARK)
+CORRECT_MARK = "✓"
+MISTAKE_MARK = "✗"
+#: The colour map of heat maps (class activation maps): perceptual, dark to bright, readable in grey too.
+HEAT_MAP = "magma"
+MIN_FONT_SIZE = 9  # points: the smallest text any figure draws
 MANY_CLASSES = 12  # above this many classes, plots switch to a compact layout
 
 
 # ----------------------------------------------------------------------------------------- helpers
+def _color(number: int) -> str:
+    """The ``number``-th colour of :data:`PALETTE` (it repeats after eight)."""
+    return PALETTE[number % len(PALETTE)]
+
+
+def _marker(number: int) -> str:
+    """The ``number``-th marker of :data:`MARKERS` (it repeats after eight)."""
+    return MARKERS[number % len(MARKERS)]
+
+
+def _text_color_on(color: Any) -> str:
+    """Black or white, whichever reads better on a background of ``color``."""
+    red, green, blue = mcolors.to_rgb(color)
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.55 else "white"
+
+
+def _marked(title: str, correct: bool) -> str:
+    """``title`` with :data:`CORRECT_MARK` or :data:`MISTAKE_MARK` in front."""
+    return f"{CORRECT_MARK if correct else MISTAKE_MARK} {title}"
+
+
+def _wrapped(name: str, width: int = 16) -> str:
+    """A category name broken into lines of at most ``width`` characters (at spaces), for a tick label."""
+    return "\n".join(textwrap.wrap(name, width)) if len(name) > width and "\n" not in name else name
+
+
+def _label_gap(label: Any, dpi: float) -> float:
+    """The space, in pixels, that neighbouring tick labels need between them to read as two: half a letter."""
+    return 0.5 * label.get_fontsize() * dpi / 72
+
+
+def _labels_overlap(labels: Sequence[Any], renderer: Any, dpi: float) -> bool:
+    """Whether neighbouring (unrotated) tick labels touch or nearly touch."""
+    boxes = [label.get_window_extent(renderer) for label in labels]
+    gap = _label_gap(labels[0], dpi)
+    return any(first.x1 + gap > second.x0 for first, second in zip(boxes, boxes[1:], strict=False))
+
+
+def _fit_category_labels(figure: Figure, ax: Any) -> None:
+    """Make the x tick labels of a bar chart readable: long names wrapped; if neighbours still touch, the labels
+    are turned by the smallest angle (30, 45 or 90 degrees) at which parallel labels no longer overlap."""
+    ticks = ax.get_xticks()
+    ax.set_xticks(ticks, [_wrapped(label.get_text()) for label in ax.get_xticklabels()])
+    figure.tight_layout()
+    renderer = figure.canvas.get_renderer()
+    labels = [label for label in ax.get_xticklabels() if label.get_text()]
+    if len(labels) < 2 or not _labels_overlap(labels, renderer, figure.dpi):
+        return
+    spacing = abs(ax.transData.transform((ticks[1], 0))[0] - ax.transData.transform((ticks[0], 0))[0])
+    height = max(label.get_window_extent(renderer).height for label in labels) + _label_gap(labels[0], figure.dpi)
+    # turned labels are parallel strips ``spacing * sin(angle)`` apart: they clear each other above their height
+    angle = next((angle for angle in (30, 45) if spacing * math.sin(math.radians(angle)) > height), 90)
+    for label in ax.get_xticklabels():
+        label.set_rotation(angle)
+        label.set_horizontalalignment("right" if angle < 90 else "center")
+        label.set_rotation_mode("anchor" if angle < 90 else "default")
+    figure.tight_layout()
+
+
 def _display_array(image: Any, mean: Sequence[float] | None = None,
                    std: Sequence[float] | None = None) -> np.ndarray:
     """An ``H x W x C`` (or ``H x W``) array ready for ``imshow``, normalisation undone, floats in [0, 1]."""
@@ -141,34 +219,37 @@ def plot_class_counts(counts: Any, classes: Sequence[str] | None = None, *,
     order = totals.sort_values(ascending=False).index
     table = table.loc[order]
     horizontal = len(table) > MANY_CLASSES
-    size = (7, 0.25 * len(table) + 1.5) if horizontal else (max(5, 0.7 * len(table) + 2), 4)
-    figure, ax = plt.subplots(figsize=size)
     parts = table if isinstance(table, pd.DataFrame) else table.to_frame("images")
+    legend_width = 1.6 if parts.shape[1] > 1 else 0.0  # the legend sits right of the bars, never on them
+    size = ((7 + legend_width, 0.3 * len(table) + 1.5) if horizontal
+            else (max(5, 0.8 * len(table) + 2) + legend_width, 4.5))
+    figure, ax = plt.subplots(figsize=size)
     names = [str(name) for name in parts.index]
     start = np.zeros(len(parts))
-    for column in parts.columns:
+    for number, column in enumerate(parts.columns):
         values = parts[column].to_numpy()
+        style = {"label": str(column), "color": _color(number), "hatch": ("", "//", "..", "xx")[number % 4],
+                 "edgecolor": "white"}  # hatching tells the parts apart without colour
         if horizontal:
-            container = ax.barh(names, values, left=start, label=str(column))
+            container = ax.barh(names, values, left=start, **style)
         else:
-            container = ax.bar(names, values, bottom=start, label=str(column))
+            container = ax.bar(names, values, bottom=start, **style)
         start = start + values
-    ax.bar_label(container, labels=[f"{total:d}" for total in totals.loc[order]], padding=2, fontsize=8)
+    ax.bar_label(container, labels=[f"{total:d}" for total in totals.loc[order]], padding=2, fontsize=MIN_FONT_SIZE)
     if horizontal:
         ax.invert_yaxis()  # largest on top
         ax.set_xlabel("images")
-        ax.tick_params(axis="y", labelsize=8)
-    else:
-        ax.set_ylabel("images")
-        ax.tick_params(axis="x", rotation=30 if len(parts) > 5 else 0)
-    if parts.shape[1] > 1:
-        ax.legend(title="split")
-    ax.set_title(title)
-    if horizontal:
+        ax.tick_params(axis="y", labelsize=MIN_FONT_SIZE)
         ax.margins(x=0.1)
     else:
+        ax.set_ylabel("images")
         ax.margins(y=0.1)
+    if parts.shape[1] > 1:
+        ax.legend(title="part", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(title)
     figure.tight_layout()
+    if not horizontal:
+        _fit_category_labels(figure, ax)
     return figure
 
 
@@ -176,7 +257,8 @@ def plot_image_sizes(sizes: Any, *, title: str = "Image sizes") -> Figure:
     """Scatter of image width against height with a histogram of each, and dashed median lines.
 
     ``sizes`` is a sequence of ``(width, height)`` pairs, a DataFrame with ``width`` and ``height``
-    columns, or a list of image paths (only the file headers are read).
+    columns, or a list of image paths (only the file headers are read). The title gets the number of images,
+    unless it already names it.
     """
     if isinstance(sizes, pd.DataFrame):
         table = sizes[["width", "height"]]
@@ -202,7 +284,8 @@ def plot_image_sizes(sizes: Any, *, title: str = "Image sizes") -> Figure:
         line(median_height, color="black", linestyle="--", linewidth=1)
     grid.ax_joint.set_xlabel(f"width in pixels (median {median_width:g})")
     grid.ax_joint.set_ylabel(f"height in pixels (median {median_height:g})")
-    grid.figure.suptitle(f"{title} ({len(table)} images)")
+    count = f"{len(table)} images"
+    grid.figure.suptitle(title if count in title else f"{title} ({count})")  # a title may already give the count
     grid.figure.tight_layout()
     return grid.figure
 
@@ -230,12 +313,16 @@ def plot_history(history: pd.DataFrame | Mapping[str, pd.DataFrame], *,
     ``train_accuracy``, ``val_accuracy``), or a dict of them (e.g. ``{"feature extraction": h1,
     "fine-tuning": h2}``) to compare runs. The star marks the epoch with the best validation accuracy,
     the weights ``fit`` keeps. A history of ``training.fine_tune`` (column ``stage``) gets a dashed line where
-    stage 2 (the body unfrozen) begins.
+    stage 2 (the body unfrozen) begins. Several runs differ in colour and marker and share one legend, below the
+    panels.
     """
     runs = dict(history) if isinstance(history, Mapping) else {"": history}
-    figure, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    several = len(runs) > 1
+    # several runs share one legend below the panels, so that the curves keep the whole of each panel
+    legend_rows = math.ceil(4 * len(runs) / 3) if several else 0
+    figure, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(12 if several else 11, 4.2 + 0.28 * legend_rows))
     for number, (name, table) in enumerate(runs.items()):
-        color = f"C{number}"
+        color = _color(number)
         epochs = table["epoch"] if "epoch" in table else pd.Series(range(1, len(table) + 1))
         prefix = f"{name} " if name else ""
         for ax, metric in ((loss_ax, "loss"), (accuracy_ax, "accuracy")):
@@ -243,8 +330,8 @@ def plot_history(history: pd.DataFrame | Mapping[str, pd.DataFrame], *,
                 column = f"{part}_{metric}"
                 if column in table:
                     label = f"{prefix}{'train' if part == 'train' else 'validation'}"
-                    ax.plot(epochs, table[column], style, marker="o", markersize=3,
-                            color=color if name else ("C0" if part == "train" else "C1"), label=label)
+                    ax.plot(epochs, table[column], style, marker=_marker(number), markersize=4,
+                            color=color if name else (_color(0) if part == "train" else _color(1)), label=label)
         if "stage" in table and (table["stage"] == 2).any() and (table["stage"] == 1).any():
             start = float(epochs[(table["stage"] == 2).to_numpy()].iloc[0]) - 0.5
             for ax in (loss_ax, accuracy_ax):
@@ -258,8 +345,8 @@ def plot_history(history: pd.DataFrame | Mapping[str, pd.DataFrame], *,
             best_epoch, best_accuracy = epochs.iloc[best], table["val_accuracy"].iloc[best]
             for ax in (loss_ax, accuracy_ax):
                 ax.axvline(best_epoch, color=color if name else "gray", linestyle=":", linewidth=1)
-            accuracy_ax.plot([best_epoch], [best_accuracy], "*", markersize=14,
-                             color=color if name else "C1",
+            accuracy_ax.plot([best_epoch], [best_accuracy], "*", markersize=14, markeredgecolor="black",
+                             color=color if name else _color(1),
                              label=f"{prefix}best epoch {best_epoch} ({best_accuracy:.1%})")
     for ax, metric in ((loss_ax, "loss"), (accuracy_ax, "accuracy")):
         ax.set_xlabel("epoch")
@@ -267,11 +354,18 @@ def plot_history(history: pd.DataFrame | Mapping[str, pd.DataFrame], *,
         ax.set_title(metric.capitalize())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if not several:
+            ax.legend(fontsize=MIN_FONT_SIZE)
     accuracy_ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
+    if several:
+        handles, labels = accuracy_ax.get_legend_handles_labels()
+        figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=MIN_FONT_SIZE, frameon=False)
+        legend_share = (0.28 * legend_rows + 0.15) / figure.get_size_inches()[1]
+        figure.tight_layout(rect=(0, legend_share, 1, 1))
+    else:
+        figure.tight_layout()
     return figure
 
 
@@ -302,16 +396,16 @@ def plot_confusion_matrix(targets: Any, predicted: Any, classes: Sequence[str], 
             texts[row, column] = f"{value}\n{shares[row, column]:.0%}"
         else:
             texts[row, column] = str(value)
-    side = max(5.0, 0.3 * count + 2.5)
+    side = max(5.0, 0.34 * count + 2.5)  # room for MIN_FONT_SIZE text in every cell
     figure, ax = plt.subplots(figsize=(side + 1, side))
     sns.heatmap(shares if normalize == "row" else matrix, annot=texts, fmt="", cmap="Blues", ax=ax,
                 vmin=0, vmax=1 if normalize == "row" else None, square=True,
                 xticklabels=list(classes), yticklabels=list(classes),
-                annot_kws={"fontsize": 6 if many else 10}, linewidths=0.5, linecolor="white",
+                annot_kws={"fontsize": MIN_FONT_SIZE if many else 10}, linewidths=0.5, linecolor="white",
                 cbar_kws={"label": "share of the true class" if normalize == "row" else "images",
                           "shrink": 0.8})
-    ax.tick_params(axis="x", rotation=90 if many else 30, labelsize=7 if many else 10)
-    ax.tick_params(axis="y", rotation=0, labelsize=7 if many else 10)
+    ax.tick_params(axis="x", rotation=90 if many else 30, labelsize=MIN_FONT_SIZE if many else 10)
+    ax.tick_params(axis="y", rotation=0, labelsize=MIN_FONT_SIZE if many else 10)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
@@ -333,7 +427,7 @@ def _classification_report_frame(targets: Any, predicted: Any, classes: Sequence
 
 def plot_classification_report(targets: Any, predicted: Any, classes: Sequence[str], *,
                                title: str = "Classification report") -> Figure:
-    """The classification report as a table figure, cells coloured from red (poor) to green (good).
+    """The classification report as a table figure, cells shaded from light (poor) to dark blue (good).
 
     Columns: precision, recall, F1 and support (images of that class); rows: each class, then the
     accuracy, the macro average (every class counts the same) and the weighted average (by support).
@@ -343,15 +437,16 @@ def plot_classification_report(targets: Any, predicted: Any, classes: Sequence[s
     ax.axis("off")
     cell_text = [[("" if np.isnan(value) else f"{value:.2f}") for value in row[:3]] + [f"{int(row[3])}"]
                  for row in table.to_numpy()]
-    colormap = plt.get_cmap("RdYlGn")
-    colours = [[(colormap(value) if not np.isnan(value) else "white") for value in row[:3]] + ["white"]
-               for row in table.to_numpy()]
+    colormap = plt.get_cmap("Blues")  # one hue, light to dark: no red/green pair to tell apart
+    colours = [[(colormap(0.1 + 0.7 * value) if not np.isnan(value) else "white") for value in row[:3]]
+               + ["white"] for row in table.to_numpy()]
     drawn = ax.table(cellText=cell_text, rowLabels=list(table.index), colLabels=list(table.columns),
                      cellColours=colours, loc="center", cellLoc="center")
     drawn.auto_set_font_size(False)
-    drawn.set_fontsize(9)
-    for (row, _), cell in drawn.get_celld().items():
-        cell.set_alpha(0.8)
+    drawn.set_fontsize(MIN_FONT_SIZE)
+    for (row, column), cell in drawn.get_celld().items():
+        if row > 0 and 0 <= column < 3:
+            cell.get_text().set_color(_text_color_on(cell.get_facecolor()))
         if row > len(classes):  # accuracy and the averages
             cell.get_text().set_fontweight("bold")
     ax.set_title(title)
@@ -369,7 +464,7 @@ def _confidences(probabilities: Any, predicted: np.ndarray) -> np.ndarray | None
 def plot_predictions(images: Any, targets: Any, predicted: Any, classes: Sequence[str], *,
                      probabilities: Any = None, mean: Sequence[float] | None = None,
                      std: Sequence[float] | None = None, columns: int = 6) -> Figure:
-    """Images titled ``"true / predicted (confidence)"``: green when right, red when wrong.
+    """Images titled ``"✓ true / predicted (confidence)"``: blue with ✓ when right, vermilion with ✗ when wrong.
 
     ``probabilities`` is optional: an ``N x classes`` array (the predicted class's probability is shown)
     or one confidence per image.
@@ -381,13 +476,13 @@ def plot_predictions(images: Any, targets: Any, predicted: Any, classes: Sequenc
         text = f"{classes[truth]} / {classes[guess]}"
         if confidences is not None:
             text += f" ({confidences[index]:.0%})"
-        if len(text) > 24:
+        if len(text) > 22:
             text = text.replace(" / ", " /\n", 1)
-        titles.append(text)
+        titles.append(_marked(text, truth == guess))
         colors.append(CORRECT_COLOR if truth == guess else MISTAKE_COLOR)
     figure = _draw_grid(images, titles, colors, columns=columns, mean=mean, std=std, figsize=None)
     figure.suptitle("true / predicted" + (" (confidence)" if confidences is not None else "")
-                    + f"; {np.sum(targets != predicted)} of {len(targets)} wrong, in red", fontsize=10)
+                    + f"; {np.sum(targets != predicted)} of {len(targets)} wrong, marked {MISTAKE_MARK}", fontsize=10)
     figure.tight_layout()
     return figure
 
@@ -439,9 +534,9 @@ def plot_class_confidence(probabilities: Mapping[str, float] | pd.Series, *, ima
         array = _display_array(image, mean, std)
         image_ax.imshow(array, cmap="gray" if array.ndim == 2 else None)
         image_ax.axis("off")
-    colors = ["tab:orange"] + ["tab:gray"] * (len(series) - 1)
+    colors = [_color(1)] + ["tab:gray"] * (len(series) - 1)
     bars = bar_ax.barh([str(name) for name in series.index], series.to_numpy(), color=colors)
-    bar_ax.bar_label(bars, labels=[f"{value:.1%}" for value in series], padding=3, fontsize=8)
+    bar_ax.bar_label(bars, labels=[f"{value:.1%}" for value in series], padding=3, fontsize=MIN_FONT_SIZE)
     bar_ax.invert_yaxis()
     bar_ax.set_xlim(0, 1.15)
     bar_ax.xaxis.set_major_formatter(PercentFormatter(1.0))
@@ -462,9 +557,9 @@ def plot_score_histograms(known_scores: Any, unknown_scores: Any, *, threshold: 
     known, unknown = to_numpy(known_scores).astype(float), to_numpy(unknown_scores).astype(float)
     figure, ax = plt.subplots(figsize=(7, 4))
     edges = np.histogram_bin_edges(np.concatenate([known, unknown]), bins=bins)
-    for scores, name, color in ((known, "known", "tab:blue"), (unknown, "unknown", "tab:red")):
-        ax.hist(scores, bins=edges, weights=np.full(len(scores), 1 / max(len(scores), 1)),
-                alpha=0.5, color=color, label=f"{name} ({len(scores)} images)")
+    for scores, name, color, hatch in ((known, "known", _color(0), ""), (unknown, "unknown", _color(3), "//")):
+        ax.hist(scores, bins=edges, weights=np.full(len(scores), 1 / max(len(scores), 1)), alpha=0.5, color=color,
+                hatch=hatch, edgecolor=color, label=f"{name} ({len(scores)} images)")
     if threshold is not None:
         kept, rejected = np.mean(known >= threshold), np.mean(unknown < threshold)
         ax.axvline(threshold, color="black", linestyle="--",
@@ -475,7 +570,7 @@ def plot_score_histograms(known_scores: Any, unknown_scores: Any, *, threshold: 
     ax.set_ylabel("share of the group's images")
     ax.set_title(f"{score_name[:1].upper()}{score_name[1:]}: known vs unknown")  # keeps "P(unknown)"
     # below the axes, so the legend never hides a bar
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
+    ax.legend(fontsize=MIN_FONT_SIZE, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     figure.tight_layout()
     return figure
 
@@ -506,16 +601,18 @@ def plot_roc_curve(known_scores: Any, unknown_scores: Any = None, *, title: str 
         area = f"AUROC = {display.roc_auc:.2f}"
         display.line_.set_label(f"{name} ({area})" if name else area)
         display.line_.set_linewidth(2)
+        display.line_.set_color(_color(number))
+        display.line_.set_linestyle(("-", "--", "-.", ":")[number % 4])  # a second cue besides the colour
         if last:
             display.chance_level_.set_label("chance (AUROC = 0.50)")
     for number, (name, (unknown_accepted, known_accepted)) in enumerate((operating_points or {}).items()):
         ax.plot([unknown_accepted], [known_accepted], marker="os^Dv"[number % 5], markersize=9, linestyle="none",
-                markerfacecolor="none", markeredgewidth=2, color=f"C{number}",
+                markerfacecolor="none", markeredgewidth=2, color=_color(number),
                 label=f"{name}: {known_accepted:.1%} known kept, {unknown_accepted:.1%} unknown accepted")
     ax.set_xlabel("unknown images accepted (false positive rate)")
     ax.set_ylabel("known images accepted (true positive rate)")
     ax.set_title(title or "ROC: known vs unknown")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=MIN_FONT_SIZE)
     figure.tight_layout()
     return figure
 
@@ -553,11 +650,12 @@ def plot_comparison(results: pd.DataFrame | Mapping[str, Mapping[str, float]], *
             raise ValueError(f"intervals names {metric!r}, which is not among the metrics shown: {metrics}.")
         if len(bounds) != len(table):
             raise ValueError(f"intervals[{metric!r}] has {len(bounds)} entries for {len(table)} approaches.")
-    figure, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3.8), squeeze=False)
+    width = max(3.8, 1.1 * len(table) + 1.0)  # per panel: room for each approach's name
+    figure, axes = plt.subplots(1, len(metrics), figsize=(width * len(metrics), 4.2), squeeze=False)
+    colors = [_color(number) for number in range(len(table))]
     for ax, metric in zip(axes.flat, metrics, strict=True):
         values = table[metric].astype(float)
-        bars = ax.bar([str(name) for name in table.index], values,
-                      color=[f"C{number}" for number in range(len(table))])
+        bars = ax.bar([str(name).replace("\n", " ") for name in table.index], values, color=colors)
         if metric in intervals:
             bounds = [bound if bound is not None else (value, value)
                       for bound, value in zip(intervals[metric], values, strict=True)]
@@ -565,10 +663,12 @@ def plot_comparison(results: pd.DataFrame | Mapping[str, Mapping[str, float]], *
             above = [max(high - value, 0.0) for (_, high), value in zip(bounds, values, strict=True)]
             ax.errorbar(range(len(values)), values, yerr=[below, above], fmt="none", ecolor="black", capsize=4,
                         linewidth=1)
-            ax.bar_label(bars, labels=[_metric_label(metric, value) for value in values], fontsize=8,
-                         label_type="center", color="white")
+            labels = ax.bar_label(bars, labels=[_metric_label(metric, value) for value in values],
+                                  fontsize=MIN_FONT_SIZE, label_type="center")
+            for label, color in zip(labels, colors, strict=True):
+                label.set_color(_text_color_on(color))
         else:
-            ax.bar_label(bars, labels=[_metric_label(metric, value) for value in values], fontsize=8)
+            ax.bar_label(bars, labels=[_metric_label(metric, value) for value in values], fontsize=MIN_FONT_SIZE)
         if "param" in metric and values.min() > 0 and values.max() / values.min() > 100:
             ax.set_yscale("log")
         elif "accuracy" in metric:
@@ -578,22 +678,25 @@ def plot_comparison(results: pd.DataFrame | Mapping[str, Mapping[str, float]], *
         ax.margins(y=0.15)
         title_text = metric.replace("_", " ")
         ax.set_title(title_text + ("\n(bars: 95% interval)" if metric in intervals else ""))
-        ax.tick_params(axis="x", rotation=20 if len(table) > 2 else 0)
     figure.suptitle(title)
     figure.tight_layout()
+    for ax in axes.flat:
+        _fit_category_labels(figure, ax)
     return figure
 
 
 # ------------------------------------------------------------------------------- activation maps
 def plot_activation_maps(images: Any, maps: Any, titles: Sequence[str] | None = None, *,
-                         colors: Sequence[str] | None = None, mean: Sequence[float] | None = None,
-                         std: Sequence[float] | None = None, alpha: float = 0.45, columns: int = 6,
-                         title: str | None = None, map_size: tuple[int, int] | None = None) -> Figure:
-    """Each image above the same image with its class activation map overlaid (a ``jet`` heat map).
+                         colors: Sequence[str] | None = None, correct: Sequence[bool] | None = None,
+                         mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                         alpha: float = 0.45, columns: int = 6, title: str | None = None,
+                         map_size: tuple[int, int] | None = None) -> Figure:
+    """Each image above the same image with its class activation map overlaid (:data:`HEAT_MAP`, dark to bright).
 
     ``maps`` holds one ``H x W`` map per image, values in [0, 1] (as ``activation_maps.activation_maps``
     returns them); a map smaller than its image is stretched to it. ``titles`` and ``colors`` (one each per
-    image) label the pairs, e.g. "true -> predicted" in red for mistakes. Pass the ``mean``/``std`` of a
+    image) label the pairs. ``correct`` (one flag per image, e.g. ``predicted == targets``) marks each title ✓ or
+    ✗ and colours it as :func:`plot_predictions` does (unless ``colors`` are given). Pass the ``mean``/``std`` of a
     normalised tensor batch so that the colours are shown as the camera saw them. ``map_size`` (cells, height
     x width, e.g. ``setting.map_size`` of ``activation_maps.readable_map``) is written under the title: how
     coarse the map really is before it was stretched.
@@ -605,6 +708,12 @@ def plot_activation_maps(images: Any, maps: Any, titles: Sequence[str] | None = 
         raise ValueError(f"Got {len(pictures)} images but {len(heat)} maps; pass one map per image.")
     if titles is not None and len(titles) != len(pictures):
         raise ValueError(f"Got {len(pictures)} images but {len(titles)} titles; pass one title per image.")
+    if correct is not None:
+        correct = [bool(flag) for flag in to_numpy(correct).tolist()]
+        if len(correct) != len(pictures):
+            raise ValueError(f"Got {len(pictures)} images but {len(correct)} correct flags; pass one per image.")
+        titles = [_marked(str(text), flag) for text, flag in zip(titles or [""] * len(correct), correct, strict=True)]
+        colors = colors or [CORRECT_COLOR if flag else MISTAKE_COLOR for flag in correct]
     columns = max(1, min(columns, len(pictures)))
     rows = math.ceil(len(pictures) / columns)
     figure, axes = plt.subplots(2 * rows, columns, squeeze=False, figsize=(2.0 * columns, 4.0 * rows + 0.4))
@@ -618,7 +727,7 @@ def plot_activation_maps(images: Any, maps: Any, titles: Sequence[str] | None = 
             cam = np.asarray(Image.fromarray(cam).resize((array.shape[1], array.shape[0]), Image.BILINEAR))
         axes[row, column].imshow(array, cmap="gray" if array.ndim == 2 else None)
         axes[row + 1, column].imshow(array, cmap="gray" if array.ndim == 2 else None)
-        axes[row + 1, column].imshow(np.clip(cam, 0, 1), cmap="jet", alpha=alpha, vmin=0, vmax=1)
+        axes[row + 1, column].imshow(np.clip(cam, 0, 1), cmap=HEAT_MAP, alpha=alpha, vmin=0, vmax=1)
         if titles is not None:
             axes[row, column].set_title(titles[index], fontsize=9,
                                         **({"color": colors[index]} if colors else {}))
@@ -664,7 +773,7 @@ def plot_learning_rate_finder(result: Any, *, title: str | None = None) -> Figur
     The suggested rate (a tenth of the rate at the lowest loss) sits on the falling part.
     """
     figure, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(result.rates, result.losses, color="C0", label="smoothed training loss")
+    ax.plot(result.rates, result.losses, color=_color(0), label="smoothed training loss")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("loss")
@@ -674,13 +783,13 @@ def plot_learning_rate_finder(result: Any, *, title: str | None = None) -> Figur
     if result.suggestion is not None:
         rates = np.log10(np.asarray(result.rates))
         loss_there = float(np.interp(np.log10(result.suggestion), rates, result.losses))
-        ax.plot([result.suggestion], [loss_there], "o", color="C3", markersize=9,
+        ax.plot([result.suggestion], [loss_there], "o", color=_color(3), markersize=9,
                 label=f"suggested: {result.suggestion:.1e}")
-        ax.axvline(result.suggestion, color="C3", linestyle=":", linewidth=1)
+        ax.axvline(result.suggestion, color=_color(3), linestyle=":", linewidth=1)
     ax.set_title(title or ("Learning-rate finder" if result.suggestion is not None
                            else "Learning-rate finder: no suggestion (the loss never fell)"))
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=MIN_FONT_SIZE)
     figure.tight_layout()
     return figure
 
@@ -702,11 +811,12 @@ def plot_feature_projection(features: Mapping[str, Any], labels: Any, classes: S
         points = PCA(n_components=2, random_state=0).fit_transform(to_numpy(values).astype(float))
         for label, class_name in enumerate(classes):
             chosen = labels == label
-            ax.scatter(points[chosen, 0], points[chosen, 1], s=12, alpha=0.7, label=str(class_name))
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=16, alpha=0.7, color=_color(label),
+                       marker=_marker(label), label=str(class_name))
         ax.set_title(name)
         ax.set_xlabel("first principal component")
         ax.set_ylabel("second principal component")
-    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=MIN_FONT_SIZE, frameon=False)
     if title:
         figure.suptitle(title)
     figure.tight_layout()
@@ -736,15 +846,15 @@ def plot_reliability_diagram(confidences: Any, correct: Any = None, *, bins: int
         error = calibration.expected_calibration_error(values, right, bins=bins)
         used = table[table["images"] > 0]
         label = f"ECE = {error:.1%}"
-        ax.plot(used["confidence"], used["accuracy"], marker="o", color=f"C{number}",
+        ax.plot(used["confidence"], used["accuracy"], marker=_marker(number), color=_color(number),
                 label=f"{name} ({label})" if name else label)
         count_ax.step([*table["low"], 1.0], [*table["images"], table["images"].iloc[-1]], where="post",
-                      color=f"C{number}")
+                      color=_color(number))
     ax.set_ylabel("accuracy in the bin")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_title(title or "Reliability diagram")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", fontsize=MIN_FONT_SIZE)
     ax.grid(alpha=0.3)
     count_ax.set_yscale("symlog", linthresh=1)  # logarithmic above 1 image, so that 0 still has a place
     count_ax.set_ylim(0, 2 * max(max(line.get_ydata()) for line in count_ax.lines))

@@ -171,3 +171,14 @@ def test_compare_statistic_of_weighted_means_reproduces_the_accuracy_finding():
     assert findings.records()[-1]["name"] == "statistic"
     with pytest.raises(ValueError, match="two values per row"):
         findings.compare_statistic("bad", lambda weights: weights @ a[:, None], groups, verbose=False)
+
+
+def test_a_label_that_states_its_own_value_is_not_printed_twice(capsys):
+    assert findings.labelled_value("90%", 0.9) == "90.0%"
+    assert findings.labelled_value("0.5", 0.5, "AUROC") == "0.500"
+    assert findings.labelled_value("CNN from scratch", 0.664) == "CNN from scratch 66.4%"
+    assert findings.labelled_value("80%", 0.9) == "80% 90.0%"  # a label that says something else stays
+    groups = _tracks(30, 4)
+    findings.compare_to_value("below 90%", np.array([1, 0] * 60), groups, 0.9, labels=("CNN", "90%"), below=True)
+    line = capsys.readouterr().out
+    assert "90.0% vs CNN 50.0%" in line and "90% 90.0%" not in line

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.text  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -166,7 +167,7 @@ def test_history_marks_the_epoch_fit_kept_when_accuracies_tie():
 def test_history_compares_several_runs():
     figure = plots.plot_history({"feature extraction": history_table(best=2),
                                  "fine-tuning": history_table(best=4)}, title="Two runs")
-    legend = [text.get_text() for text in figure.axes[1].get_legend().get_texts()]
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]  # one legend for both panels
     assert "feature extraction validation" in legend and "fine-tuning train" in legend
     assert "feature extraction best epoch 2 (90.0%)" in legend
     assert "fine-tuning best epoch 4 (90.0%)" in legend
@@ -224,18 +225,18 @@ def test_classification_report_frame_matches_hand_computation():
     assert frame.loc["weighted avg", "support"] == 3
 
 
-def test_predictions_color_mistakes_red_and_show_confidence():
+def test_predictions_mark_mistakes_with_a_cross_and_a_colour_and_show_confidence():
     images = torch.zeros(3, 3, 6, 6)
     probabilities = np.array([[0.9, 0.1, 0, 0], [0.2, 0.7, 0.1, 0], [0.05, 0.05, 0.85, 0.05]])
     figure = plots.plot_predictions(images, [0, 2, 2], [0, 1, 2], CLASSES, probabilities=probabilities)
     axes = [ax for ax in figure.axes if ax.images]
     assert len(axes) == 3
-    assert axes[0].get_title() == "priority_road / priority_road (90%)".replace(" / ", " /\n")
-    assert axes[1].get_title() == "stop / give_way (70%)"
+    assert axes[0].get_title() == "✓ priority_road /\npriority_road (90%)"
+    assert axes[1].get_title() == "✗ stop / give_way (70%)"
     colors = [mcolors.to_hex(ax.title.get_color()) for ax in axes]
     assert colors[1] == mcolors.to_hex(plots.MISTAKE_COLOR)
     assert colors[0] == colors[2] == mcolors.to_hex(plots.CORRECT_COLOR)
-    assert "1 of 3 wrong" in figure.texts[0].get_text()
+    assert "1 of 3 wrong, marked ✗" in figure.texts[0].get_text()
 
 
 def test_misclassified_shows_only_mistakes_most_confident_first(image_files):
@@ -243,7 +244,7 @@ def test_misclassified_shows_only_mistakes_most_confident_first(image_files):
     confidence = [0.6, 0.99, 0.7, 0.95]
     figure = plots.plot_misclassified(image_files, targets, predicted, CLASSES, probabilities=confidence)
     shown = [ax.get_title() for ax in figure.axes if ax.images]
-    assert shown == ["no_entry / stop (95%)", "stop / no_entry (70%)", "priority_road /\ngive_way (60%)"]
+    assert shown == ["✗ no_entry / stop (95%)", "✗ stop / no_entry (70%)", "✗ priority_road /\ngive_way (60%)"]
     assert all(mcolors.to_hex(ax.title.get_color()) == mcolors.to_hex(plots.MISTAKE_COLOR)
                for ax in figure.axes if ax.images)
     limited = plots.plot_misclassified(image_files, targets, predicted, CLASSES, max_images=1)
@@ -452,3 +453,151 @@ def test_reliability_counts_start_at_zero_and_leave_room_above_the_fullest_bin()
     figure = plots.plot_reliability_diagram(np.array([0.99] * 300 + [0.5]), np.array([1] * 300 + [0]))
     low, high = figure.axes[1].get_ylim()
     assert low == 0 and high >= 300
+
+
+# ------------------------------------------------------------------ readable for everyone (issue 21, item 8)
+def _is_reddish_or_greenish(color) -> str | None:
+    """"red" or "green" for a saturated colour whose hue is red or green, else None."""
+    hue, saturation, value = mcolors.rgb_to_hsv(mcolors.to_rgb(color))
+    if saturation < 0.4 or value < 0.3:
+        return None
+    degrees = hue * 360
+    return "red" if degrees < 20 or degrees > 340 else "green" if 80 < degrees < 160 else None
+
+
+def test_right_and_wrong_differ_by_a_mark_and_by_colours_that_are_not_red_and_green():
+    assert {_is_reddish_or_greenish(plots.CORRECT_COLOR), _is_reddish_or_greenish(plots.MISTAKE_COLOR)} != \
+        {"red", "green"}
+    figure = plots.plot_predictions(torch.zeros(2, 3, 6, 6), [0, 1], [0, 2], CLASSES)
+    marks = [ax.get_title()[0] for ax in figure.axes if ax.images]
+    assert marks == [plots.CORRECT_MARK, plots.MISTAKE_MARK]
+
+
+def test_the_palette_has_no_red_green_pair_among_its_first_four_colours():
+    hues = [_is_reddish_or_greenish(color) for color in plots.PALETTE[:4]]
+    assert not ("red" in hues and "green" in hues)
+    assert len(set(plots.MARKERS)) == len(plots.MARKERS)
+
+
+def test_activation_maps_use_a_perceptual_map_and_mark_right_and_wrong():
+    images, cams = torch.rand(2, 3, 20, 20), torch.rand(2, 20, 20)
+    figure = plots.plot_activation_maps(images, cams, ["stop\n→ stop", "stop\n→ give_way"], correct=[True, False])
+    overlays = [image for ax in figure.axes for image in ax.images if image.get_alpha()]
+    assert overlays and {image.get_cmap().name for image in overlays} == {plots.HEAT_MAP}
+    assert plots.HEAT_MAP in {"magma", "viridis", "cividis", "inferno", "plasma"}
+    shown = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert shown == ["✓ stop\n→ stop", "✗ stop\n→ give_way"]
+    colors = [mcolors.to_hex(ax.title.get_color()) for ax in figure.axes if ax.get_title()]
+    assert colors == [mcolors.to_hex(plots.CORRECT_COLOR), mcolors.to_hex(plots.MISTAKE_COLOR)]
+    with pytest.raises(ValueError, match="2 images but 1 correct flags"):
+        plots.plot_activation_maps(images, cams, correct=[True])
+
+
+def test_the_classification_report_shades_one_hue_not_red_to_green():
+    figure = plots.plot_classification_report([0, 0, 1, 1], [0, 1, 1, 1], CLASSES[:2])
+    shades = [cell.get_facecolor() for (row, column), cell in figure.axes[0].tables[0].get_celld().items()
+              if row > 0 and 0 <= column < 3 and cell.get_text().get_text()]
+    assert shades and not any(_is_reddish_or_greenish(shade) for shade in shades)
+
+
+def test_histograms_tell_the_groups_apart_by_hatching_too():
+    figure = plots.plot_score_histograms(np.linspace(0.5, 1, 50), np.linspace(0, 0.6, 30))
+    hatches = {patch.get_hatch() for patch in figure.axes[0].patches}
+    assert len(hatches) == 2  # known plain, unknown hatched
+
+
+def _texts_are_readable(figure) -> list[str]:
+    """The texts of a figure smaller than MIN_FONT_SIZE."""
+    figure.canvas.draw()
+    return [f"{text.get_text()!r} at {text.get_fontsize()} pt" for text in figure.findobj(matplotlib.text.Text)
+            if text.get_visible() and text.get_text().strip() and text.get_fontsize() < plots.MIN_FONT_SIZE]
+
+
+def test_no_figure_has_text_below_nine_points():
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 43, 300)
+    figures = [
+        plots.plot_confusion_matrix(targets, targets, [f"class_{number}" for number in range(43)]),
+        plots.plot_class_counts({f"class {number}": number + 1 for number in range(20)}),
+        plots.plot_history({"a": history_table(best=2), "b": history_table(best=3)}),
+        plots.plot_comparison({"a": {"test_accuracy": 0.5}, "b": {"test_accuracy": 0.7}},
+                              intervals={"test_accuracy": [(0.4, 0.6), None]}),
+        plots.plot_score_histograms(np.linspace(0.5, 1, 50), np.linspace(0, 0.6, 30), threshold=0.7),
+        plots.plot_classification_report([0, 1], [0, 1], CLASSES[:2]),
+        plots.plot_class_confidence({"a": 0.7, "b": 0.3}),
+        plots.plot_feature_projection({"x": rng.normal(size=(9, 4))}, np.repeat([0, 1, 2], 3), ["a", "b", "c"]),
+        plots.plot_roc_curve(np.linspace(0.5, 1, 20), np.linspace(0, 0.6, 20)),
+    ]
+    for figure in figures:
+        assert _texts_are_readable(figure) == []
+
+
+def _overlaps(first, second) -> bool:
+    return first.x0 < second.x1 and second.x0 < first.x1 and first.y0 < second.y1 and second.y0 < first.y1
+
+
+def test_the_legend_of_a_stacked_bar_chart_covers_no_bar():
+    summary = pd.DataFrame({"train": [60, 50, 40], "val": [10, 9, 8], "test": [10, 9, 8]},
+                           index=["stop", "give_way", "no_entry"])
+    figure = plots.plot_class_counts(summary)
+    figure.canvas.draw()
+    ax = figure.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    assert not any(_overlaps(legend, patch.get_window_extent()) for patch in ax.patches)
+    assert len({patch.get_hatch() for patch in ax.patches}) == 3  # the parts differ by hatching too
+
+
+def _turned_labels_clear_each_other(figure, ax) -> bool:
+    """Unrotated labels keep a gap of at least 0.4 of a letter; turned ones sit that far apart beyond their height."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    labels = [label for label in ax.get_xticklabels() if label.get_text()]
+    angle = labels[0].get_rotation()
+    gap = 0.4 * labels[0].get_fontsize() * figure.dpi / 72
+    if angle == 0:
+        boxes = [label.get_window_extent(renderer) for label in labels]
+        return all(first.x1 + gap <= second.x0 for first, second in zip(boxes, boxes[1:], strict=False))
+    centres = [ax.transData.transform((tick, 0))[0] for tick in ax.get_xticks()]
+    spacing = min(second - first for first, second in zip(centres, centres[1:], strict=False))
+    heights = []
+    for label in labels:  # a label's height is measured unturned
+        label.set_rotation(0)
+        heights.append(label.get_window_extent(renderer).height)
+        label.set_rotation(angle)
+    return spacing * np.sin(np.radians(angle)) > max(heights) + gap
+
+
+def test_lesson_5s_long_approach_names_do_not_overlap():
+    names = ["features + linear head", "fine-tuned, BatchNorm frozen", "fine-tuned, BatchNorm train"]
+    comparison = pd.DataFrame({"val_accuracy": [1.0, 0.93, 0.93], "test_accuracy": [0.82, 0.84, 0.57],
+                               "seconds": [1.9, 11.0, 8.1]}, index=names)
+    figure = plots.plot_comparison(comparison, metrics=["val_accuracy", "test_accuracy", "seconds"])
+    for ax in figure.axes:
+        assert _turned_labels_clear_each_other(figure, ax)
+    assert "".join(label.get_text() for label in figure.axes[0].get_xticklabels()).replace("\n", " ") \
+        == "".join(names)
+    # lesson 5's practice folder: five classes, whose names once overlapped unturned
+    lesson5 = {"Speed limit 30": 40, "keep right": 35, "pedestrians": 30, "roundabout": 25, "road work": 8}
+    counts = plots.plot_class_counts(lesson5)
+    assert _turned_labels_clear_each_other(counts, counts.axes[0])
+    many = plots.plot_class_counts({f"a rather long class name {number}": 10 + number for number in range(8)})
+    assert _turned_labels_clear_each_other(many, many.axes[0])
+
+
+def test_the_history_of_several_runs_keeps_its_legend_off_the_curves():
+    runs = {f"run {number}": history_table(best=2 + number % 3) for number in range(4)}
+    figure = plots.plot_history(runs, title="Training histories")
+    figure.canvas.draw()
+    legend = figure.legends[0].get_window_extent()
+    for ax in figure.axes:
+        assert ax.get_legend() is None and not _overlaps(legend, ax.get_window_extent())
+        assert ax.get_window_extent().height > 200  # pixels: each panel keeps room for its curves
+    markers = {line.get_marker() for line in figure.axes[0].lines if line.get_marker() not in (None, "None", "")}
+    assert len(markers) == 4  # each run its own marker, not only its own colour
+
+
+def test_a_title_that_counts_the_images_is_not_given_the_count_twice():
+    sizes = [(30, 20), (32, 24)] * 89
+    figure = plots.plot_image_sizes(sizes, title="Image sizes (178 images)")
+    assert figure._suptitle.get_text() == "Image sizes (178 images)"
+    assert plots.plot_image_sizes(sizes)._suptitle.get_text() == "Image sizes (178 images)"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import python_notebook
+from helpers import python_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
 from course_tools.notebooks import Parameter
@@ -144,7 +144,7 @@ def test_run_lessons_executes_reports_and_goes_on_after_a_failure(tmp_path, monk
     assert not list(output.rglob(".*.running.ipynb"))
 
     report = (output / "report.md").read_text()
-    assert "| 02_good | passed | smoke | synthetic-signs | tiny | test_accuracy 53.0%, seconds 2 |" in report
+    assert "| 02_good | passed | smoke | synthetic-signs | tiny | test accuracy 53.0% |" in report
     assert "| 01_broken | failed | smoke |" in report
     assert "- 01_broken: cell 3" in report
     page = (output / "report.html").read_text()
@@ -153,7 +153,7 @@ def test_run_lessons_executes_reports_and_goes_on_after_a_failure(tmp_path, monk
 
 def test_report_lists_key_metrics_and_escapes_text(tmp_path):
     metrics = {"val_accuracy": 0.5, "auroc": 0.875, "seconds": 61.2, "lesson": "x", "epochs": 3}
-    assert key_metrics(metrics) == "val_accuracy 50.0%, auroc 0.875, seconds 61"
+    assert key_metrics(metrics) == "validation accuracy 50.0%, AUROC 0.875"  # the lesson's time: "Wall time"
     results = [LessonResult("01_a", "failed", 2.0, {"arch": "resnet18"}, error="01_a: x | y <b>"),
                LessonResult("02_b", "skipped", error="not run")]
     markdown, page = write_report(results, tmp_path, profile="offline", parameters={"EPOCHS": 1})
@@ -187,3 +187,73 @@ def test_the_kernels_threads_wait_passively_unless_the_user_chose(tmp_path, monk
     run_lessons(profile="smoke", parameters={}, output_dir=tmp_path / "chosen", solutions_dir=solutions,
                 verbose=False)
     assert json.loads((tmp_path / "chosen" / "01_good" / "metrics.json").read_text())["wait_policy"] == "ACTIVE"
+
+
+# ------------------------------------------------------------------ reports meant to be shared (issue 21, item 8)
+def test_a_report_names_no_folder_or_name_of_this_machine_and_reads_in_words(tmp_path, monkeypatch):
+    import platform
+
+    monkeypatch.setattr(platform, "node", lambda: "alice-laptop-7")
+    home = Path.home()
+    output = tmp_path / "build"
+    metrics = {"profile": "offline", "dataset": str(home / "photos"), "arch": "resnet18", "test_accuracy": 0.9,
+               "msp_auroc": 0.75, "fine_tuning_all_seconds": 41.2, "seconds": 139.5,
+               "findings": [{"name": "n", "claim": "The CNN stays below 90%", "metric": "accuracy", "label_a": "90%",
+                             "label_b": "CNN from scratch", "value_a": 0.9, "value_b": 0.664, "difference": 0.236,
+                             "ci_low": 0.15, "ci_high": 0.3, "held": True}]}
+    error = (f"01_a: the lesson ran, but its HTML copy {output / '01_a' / '01_a.html'} could not be written "
+             f"(OSError: disk full on alice-laptop-7, see {Path.cwd() / 'solutions'} and /home/bob/x)")
+    results = [LessonResult("01_a", "failed", 140.0, metrics, error=error)]
+    markdown, page = write_report(results, output, profile="offline", parameters={"DATASET": str(home / "photos")})
+    for text in (markdown.read_text(), page.read_text()):
+        for machine in ("/home", "/work", "/tmp", "/root", str(home), str(tmp_path), "alice-laptop-7"):
+            assert machine not in text
+        assert "test accuracy 90.0%" in text and "MSP AUROC 0.750" in text and "fine-tuning all time 41.2 s" in text
+        assert "test_accuracy" not in text and "139" not in text  # one time per lesson: the wall time
+        assert "2 min 20 s" in text
+        assert "~/photos" in text and "build/01_a/01_a.html" in text and "./solutions" in text
+        assert "90.0% vs CNN from scratch 66.4%" in text and "90% 90.0%" not in text
+
+
+def test_public_text_replaces_whole_folders_only_and_leaves_encoded_images_alone(tmp_path):
+    from course_tools.runner import public_text
+
+    here = str(Path.cwd())
+    image = "data:image/png;base64,iVBOR/tmp/x" + here.replace("/", "A") + "/tmp/"
+    text = f"{here}/solutions, {here}line, {image}, ({Path.home()}/.cache)"
+    assert public_text(text) == f"./solutions, {here}line, {image}, (~/.cache)"
+
+
+def test_the_report_page_reflows_on_a_narrow_screen(tmp_path):
+    _, page = write_report([LessonResult("01_a", "passed", 1.0, {"test_accuracy": 0.5})], tmp_path,
+                           profile="smoke", parameters={})
+    text = page.read_text()
+    assert '<meta name="viewport" content="width=device-width' in text
+    assert "max-width:75em" in text and "overflow-x:auto" in text and "overflow-wrap:anywhere" in text
+    assert "@media (max-width:800px)" in text
+    assert '<div class="table"><table>' in text  # the table scrolls inside its box, the page does not widen
+
+
+def test_a_saved_notebook_keeps_no_widget_state_but_keeps_the_bars_summary_line(tmp_path):
+    from course_tools.runner import WIDGET_VIEW, drop_widget_state
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2}}
+    cell = new_code_cell("train()")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={WIDGET_VIEW: {"model_id": "abc"},
+                                                      "text/plain": "epochs: 3/3 in 2.0 s"}),
+        nbformat.v4.new_output("display_data", data={WIDGET_VIEW: {"model_id": "def"}}),
+        nbformat.v4.new_output("stream", text="done\n"),
+    ]
+    notebook.cells.append(cell)
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(notebook, str(path))
+    assert drop_widget_state(path) is True
+    saved = nbformat.read(str(path), 4)
+    assert "widgets" not in saved.metadata
+    outputs = saved.cells[0].outputs
+    assert [output.get("data", {}).get("text/plain", output.get("text")) for output in outputs] == \
+        ["epochs: 3/3 in 2.0 s", "done\n"]
+    assert WIDGET_VIEW not in path.read_text()
+    assert drop_widget_state(path) is False  # nothing left to drop: the file is not rewritten
