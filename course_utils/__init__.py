@@ -16,7 +16,8 @@ shown by ``->``). No import cycles, and nothing here imports ``course_tools`` (t
   -> backbones; ``checkpoints`` -> checkpoint_checks (what a file may hold), models
 - learning: ``training`` (``fit``, ``fine_tune``, ``find_learning_rate``); ``features`` (cached features)
   -> training; ``baselines`` (1-NN and logistic regression on thumbnails) -> splits; ``near_duplicates``
-  (near-copies between train and test, by feature similarity)
+  (near-copies between train and test, by feature similarity); ``distributed`` (torchrun, DDP samplers, sums
+  over ranks; training -> distributed)
 - results: ``evaluation`` (predictions, OOD scores); ``calibration`` (ECE, temperature scaling) -> findings;
   ``plots`` -> evaluation; ``checks`` (the
   exercises' self-checks) -> ``checks_lesson1`` to ``checks_lesson5`` -> ``checks_common`` -> ``hints``
@@ -28,9 +29,9 @@ that needs them is imported.
 """
 
 __all__ = ["backbones", "baselines", "calibration", "checkpoint_checks", "checkpoints", "checks", "config", "datasets",
-           "devices", "environment", "evaluation", "features", "files", "hints", "image_files", "loaders", "models",
-           "near_duplicates", "plots", "progress", "results", "samples", "splits", "synthetic", "training",
-           "transforms"]
+           "devices", "distributed", "environment", "evaluation", "features", "files", "hints", "image_files",
+           "loaders", "models", "near_duplicates", "plots", "progress", "results", "samples", "splits", "synthetic",
+           "training", "transforms"]
 
 __version__ = "0.1.0"
 

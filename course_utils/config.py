@@ -12,7 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DATASETS", "IMAGE_SIZE_RANGE", "KAGGLE_SCRATCH", "KAGGLE_WORKING", "LESSONS", "LESSON_DEFAULTS", "PROFILES",
+from course_utils.dataset_registry import DATASET_REGISTRY
+
+__all__ = ["ARCHITECTURES", "BACKBONE_NAMES", "DATASETS", "SCRATCH_CNN", "IMAGE_SIZE_RANGE", "KAGGLE_SCRATCH",
+           "APPENDIX_LESSONS", "KAGGLE_WORKING", "LESSONS", "LESSON_DEFAULTS", "PROFILES",
            "PROFILE_DEFAULTS", "SEED_RANGE", "TARGET_SIGNS", "UNKNOWN_CLASS", "HELD_OUT_SIGNS", "ParameterError",
            "check_parameters", "default_data_dir", "default_output_dir", "on_kaggle", "parameter_problem",
            "profile_defaults", "resolve"]
@@ -25,6 +28,7 @@ LESSONS: tuple[str, ...] = (
     "03_fine_tuning",
     "04_unknown_class",
     "05_your_own_images",
+    "06_scaling_out",
 )
 
 #: The four traffic signs the classifier learns (as in the GTSRB tutorial); every other sign type is
@@ -43,9 +47,17 @@ HELD_OUT_SIGNS: tuple[str, ...] = ("ahead_only", "keep_right", "turn_right_ahead
 
 PROFILES: tuple[str, ...] = ("full", "offline", "smoke")
 
-#: The data sets known by name (any other DATASET value is the path of a folder). ``sample-folder`` is lesson 5's
-#: practice folder, made on this machine by :mod:`course_utils.sample_folders` to look like a real one.
-DATASETS: tuple[str, ...] = ("synthetic-signs", "gtsrb", "pets", "pets-binary", "sample-folder")
+#: The data sets known by name (any other DATASET value is the path of a folder): the names of
+#: :data:`course_utils.dataset_registry.DATASET_REGISTRY`, where their folders, addresses and loaders are.
+DATASETS: tuple[str, ...] = tuple(DATASET_REGISTRY)
+
+#: The ImageNet backbones a lesson's ARCH may name (what the course knows about each:
+#: :data:`course_utils.backbones.BACKBONES`, kept in step by a test).
+BACKBONE_NAMES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0")
+#: Lesson 1's small network, trained from scratch (:class:`course_utils.models.ScratchCNN`).
+SCRATCH_CNN = "scratch_cnn"
+#: Every value a lesson's ARCH parameter accepts.
+ARCHITECTURES: tuple[str, ...] = (*BACKBONE_NAMES, SCRATCH_CNN)
 
 #: Defaults per profile. ``None`` in a notebook parameter means "take it from here".
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -120,6 +132,12 @@ LESSON_DEFAULTS["05_your_own_images"] = {
     "offline": {"dataset": "sample-folder", "image_size": 64, "batch_size": 32, "epochs": 2, "head_epochs": 40},
     "smoke": {"dataset": "sample-folder", "epochs": 1, "head_epochs": 3},
 }
+# The appendix (lesson 6) runs lesson 5's workflow as a script (`course train`) on the same data and settings; its
+# stage 1 trains the head through the frozen body (no cached features), so it keeps its own, shorter head epochs.
+LESSON_DEFAULTS["06_scaling_out"] = LESSON_DEFAULTS["05_your_own_images"]
+
+#: Lessons without exercises: appendices that show a tool at work rather than ask for code.
+APPENDIX_LESSONS: tuple[str, ...] = ("06_scaling_out",)
 
 
 def profile_defaults(profile: str) -> dict[str, Any]:
@@ -178,8 +196,7 @@ def parameter_problem(name: str, value: Any, *, base_dir: str | os.PathLike[str]
     - ``IMAGE_SIZE`` (and any ``*_IMAGE_SIZE``, e.g. lesson 2's ``SECOND_IMAGE_SIZE``): a whole number in
       :data:`IMAGE_SIZE_RANGE` (32..1024);
     - ``SEED``: a whole number in :data:`SEED_RANGE`;
-    - ``PROFILE``: one of :data:`PROFILES`; ``ARCH``: a backbone of ``backbones.BACKBONES`` or
-      ``"scratch_cnn"``;
+    - ``PROFILE``: one of :data:`PROFILES`; ``ARCH``: one of :data:`ARCHITECTURES`;
     - ``DATASET``: a known data set name or an existing folder (relative paths from ``base_dir``, default
       the current folder), not empty and not a system folder (``/``, ``/usr``, the home folder itself);
     - ``DATA_DIR``/``OUTPUT_DIR``: a path that is not a regular file;
@@ -211,11 +228,8 @@ def parameter_problem(name: str, value: Any, *, base_dir: str | os.PathLike[str]
             return f"{shown} is not allowed: use one of {', '.join(PROFILES)} (or None: automatic)."
         return None
     if key == "arch":
-        from course_utils.backbones import BACKBONES
-
-        allowed = [*BACKBONES, "scratch_cnn"]
-        if not isinstance(value, str) or value not in allowed:
-            return f"{shown} is not allowed: use one of {', '.join(allowed)} (or None: the profile's)."
+        if not isinstance(value, str) or value not in ARCHITECTURES:
+            return f"{shown} is not allowed: use one of {', '.join(ARCHITECTURES)} (or None: the profile's)."
         return None
     if key == "dataset":
 

@@ -15,7 +15,10 @@ What :func:`fit` does for you, so that lessons can focus on the ideas:
 - on the CPU, PyTorch's fused implementation of your Adam, AdamW, SGD or Adagrad optimizer, unless you chose
   an implementation yourself (see :func:`use_fused_optimizer`);
 - optionally saves a checkpoint after every epoch and resumes from it;
-- BatchNorm layers in training mode or kept in inference mode while the body trains (``batchnorm=``).
+- BatchNorm layers in training mode or kept in inference mode while the body trains (``batchnorm=``);
+- the same on several processes under ``torchrun`` (a ``DistributedDataParallel`` model, see
+  :mod:`course_utils.distributed`): metrics summed over the ranks, the sampler's epoch set, only rank 0 prints
+  and saves, checkpoints without the wrapper's ``module.`` prefix.
 
 Beyond ``fit``: :func:`fine_tune` (the two-stage recipe: head first, then the body with discriminative learning
 rates and a warm-up) and :func:`find_learning_rate` (a learning-rate range test that leaves the model as it was);
@@ -49,6 +52,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
+from course_utils.distributed import all_reduce_sum, is_distributed, is_main_process, unwrap
 from course_utils.files import display_path
 from course_utils.loaders import rewind_loader
 from course_utils.models import find_head, freeze_backbone, parameter_groups, set_frozen_batchnorm_eval, unfreeze
@@ -177,6 +181,17 @@ def _set_training_mode(model: nn.Module, batchnorm: str) -> None:
                 module.eval()
 
 
+def _summed_over_ranks(loss_sum: torch.Tensor, correct: torch.Tensor,
+                       count: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The epoch's totals summed over every rank of a distributed run (see :mod:`course_utils.distributed`);
+    unchanged in one process. Each rank saw its own shard, so the sums cover the whole split."""
+    if not is_distributed():
+        return loss_sum, correct, count
+    totals = torch.stack([loss_sum, correct.to(loss_sum.dtype), torch.tensor(count).to(loss_sum)])
+    all_reduce_sum(totals)
+    return totals[0], totals[1].round().long(), int(totals[2].round().item())
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable,
@@ -230,6 +245,7 @@ def train_one_epoch(
             if step % PROGRESS_EVERY_STEPS == 0:
                 running = {"loss": f"{loss_sum.item() / count:.4f}", "acc": f"{correct.item() / count:.3f}"}
                 progress_bar.set_postfix(running, refresh=False)
+    loss_sum, correct, count = _summed_over_ranks(loss_sum, correct, count)
     if count == 0:
         raise ValueError("The training loader yielded no batches; check the data set and batch size.")
     return loss_sum.item() / count, correct.item() / count
@@ -260,6 +276,7 @@ def evaluate_loss_accuracy(
             loss_sum += loss.to(loss_sum.dtype) * targets.shape[0]
             correct += (logits.argmax(dim=1) == targets).sum()
             count += targets.shape[0]
+    loss_sum, correct, count = _summed_over_ranks(loss_sum, correct, count)
     if count == 0:
         raise ValueError("The evaluation loader yielded no batches; is the split empty?")
     return loss_sum.item() / count, correct.item() / count
@@ -455,6 +472,13 @@ def fit(
     measurements): on lesson 5's practice folder "frozen" averaged 92.8% over five seeds against 85.9% and never
     collapsed, while on a folder of scanned digits (dark ink on white, far from ImageNet) it stayed at chance on
     two seeds of three where "train" reached 83-86%. Decide it on the validation split.
+
+    **Several processes** (``torchrun``, see :mod:`course_utils.distributed` and ``course_tools/train.py``): pass
+    the model wrapped in ``DistributedDataParallel`` and loaders whose samplers shard the splits. Loss and
+    accuracy are summed over the ranks before they are averaged, ``set_epoch(epoch)`` is called on the training
+    loader's sampler when it has one (a ``DistributedSampler`` then shuffles anew each epoch), only rank 0 shows
+    progress, prints and writes ``checkpoint_path``, and checkpoints hold the model inside the wrapper. In one
+    process none of this changes anything.
     """
     from course_utils.checkpoints import (
         check_compatible,
@@ -471,6 +495,10 @@ def fit(
         raise ValueError(f"scheduler_step={scheduler_step!r}: choose 'epoch' or 'batch'.")
     per_batch = scheduler if scheduler_step == "batch" else None
     offset = first_epoch - 1  # epoch numbers in the history and messages = the run's own count + offset
+    # Under torchrun (course_utils.distributed) every rank trains; only rank 0 prints and writes checkpoints, and
+    # checkpoints hold the model inside the DistributedDataParallel wrapper, so they load in one process.
+    verbose = verbose and is_main_process()
+    plain_model = unwrap(model)
 
     device, loss_fn, use_amp = _settings(model, device, loss_fn, mixed_precision)
     prepare_model(model, device, channels_last)
@@ -486,9 +514,9 @@ def fit(
     if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
         checkpoint = read_checkpoint(checkpoint_path)
         training = check_training_state(checkpoint, checkpoint_path, HISTORY_COLUMNS)
-        check_compatible(model, checkpoint["model_state"], checkpoint["metadata"])
+        check_compatible(plain_model, checkpoint["model_state"], checkpoint["metadata"])
         load_training_states(checkpoint, checkpoint_path, optimizer, scheduler)
-        model.load_state_dict(checkpoint["model_state"])
+        plain_model.load_state_dict(checkpoint["model_state"])
         if training["scaler"]:
             scaler.load_state_dict(training["scaler"])
         history = [dict(row) for row in training["history"]]
@@ -512,6 +540,8 @@ def fit(
             break  # a resumed run that had already stopped early
         started = time.perf_counter()
         learning_rate = optimizer.param_groups[0]["lr"]
+        if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)  # a DistributedSampler shuffles anew each epoch
         train_loss, train_accuracy = train_one_epoch(
             model, train_loader, optimizer, loss_fn, device,
             scaler=scaler, mixed_precision=use_amp, progress_bar=_RunProgress(bar, batches),
@@ -527,15 +557,15 @@ def fit(
                "seconds": time.perf_counter() - started}
         history.append(row)
         if _is_better(row, best_row):
-            best_row, best_state = row, _cpu_copy(model)
+            best_row, best_state = row, _cpu_copy(plain_model)
         bar.set_postfix({"loss": f"{train_loss:.4f}", "acc": f"{train_accuracy:.3f}",
                          "val_loss": f"{val_loss:.4f}", "val_acc": f"{val_accuracy:.3f}"}, refresh=False)
         bar.update(1)
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and is_main_process():
             training_state = {"history": history, "best_state": best_state, "best_epoch": best_row["epoch"],
                               "scaler": scaler.state_dict(), "rng": _rng_state(train_loader)}
             save_checkpoint(
-                checkpoint_path, model, epoch=epoch, metrics=row, optimizer=optimizer, scheduler=scheduler,
+                checkpoint_path, plain_model, epoch=epoch, metrics=row, optimizer=optimizer, scheduler=scheduler,
                 extra={**extra, "training": training_state},
                 **{field: metadata.get(field) for field in _CHECKPOINT_FIELDS},
             )
@@ -552,7 +582,7 @@ def fit(
         f"loss {last['train_loss']:.4f}, acc {last['train_accuracy']:.3f}, val_loss {last['val_loss']:.4f}, "
         f"val_acc {last['val_accuracy']:.3f}"))
     if best_state is not None:
-        model.load_state_dict(best_state)
+        plain_model.load_state_dict(best_state)
         if verbose and best_row["epoch"] != history[-1]["epoch"]:
             print(f"Restored the best weights: epoch {best_row['epoch']}, "
                   f"val accuracy {best_row['val_accuracy']:.3f}.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import python_notebook
+from helpers import python_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
 from course_tools import prefetch as prefetch_module
@@ -72,7 +72,7 @@ def test_run_reports_the_failing_lesson_and_cell_and_runs_the_others(course, cap
     assert ("01_broken: cell 4 (In [4]: raise RuntimeError('out of memory')) failed: RuntimeError: "
             "out of memory") in out
     report = (course / "out" / "report.md").read_text()
-    assert "| 02_good | passed | smoke |  | resnet18 | val_accuracy 75.0% |" in report
+    assert "| 02_good | passed | smoke |  | resnet18 | validation accuracy 75.0% |" in report
     assert (course / "out" / "02_good" / "02_good.ipynb").is_file()
     assert (course / "out" / "01_broken" / "01_broken.html").is_file()
 

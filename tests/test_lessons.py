@@ -59,7 +59,10 @@ def test_solution_notebook_follows_the_contract(lesson):
         line for cell in _code_cells(nb) for line in cell.source.splitlines()
         if re.match(r"\s*#\s*Exercise\s+\d+\s*:", line)
     ]
-    assert len(exercises) >= 3, f"{lesson}: {len(exercises)} exercises, the course asks for at least three"
+    if lesson in config.APPENDIX_LESSONS:
+        assert not exercises, f"{lesson}: an appendix without exercises, yet it has {exercises}"
+    else:
+        assert len(exercises) >= 3, f"{lesson}: {len(exercises)} exercises, the course asks for at least three"
 
 
 @pytest.mark.parametrize("lesson", config.LESSONS)
@@ -73,7 +76,7 @@ def test_solution_notebook_is_executed_with_outputs_kept(lesson):
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("lesson", config.LESSONS)
+@pytest.mark.parametrize("lesson", [lesson for lesson in config.LESSONS if lesson not in config.APPENDIX_LESSONS])
 def test_student_notebook_runs_up_to_its_first_exercise_stub(lesson, tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
     monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "outputs"))
