@@ -64,15 +64,18 @@ def check_unfrozen_last_blocks(model: nn.Module, n: int) -> None:
             "earlier blocks stay frozen.")
 
 
-def check_optimizer_groups(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+def check_optimizer_groups(optimizer: torch.optim.Optimizer, model: nn.Module, *,
+                           learning_rates: tuple[float, float] | None = None) -> None:
     """Check an optimizer for fine-tuning: only trainable parameters, head and trainable body in their groups.
 
-    The two learning rates are the student's measured choice (lesson 3 compares them), so any pair passes.
+    The two learning rates are the student's measured choice (lesson 3 compares them), so any pair passes,
+    unless the exercise asks for given rates: ``learning_rates=(head rate, body rate)`` (lesson 5).
 
     A parameter in two groups never reaches this check: PyTorch refuses it when the optimizer is built.
     In IPython that error is shown as one line too (see :func:`_show_library_errors_briefly`).
     """
     _expect_module(model, "The model")
+    asked = learning_rates
     if not isinstance(optimizer, torch.optim.Optimizer):
         if isinstance(optimizer, (list, tuple)) and optimizer and all(isinstance(g, dict) for g in optimizer):
             _fail("optimizer is a list of parameter groups, not an optimizer: hand the groups to an optimizer "
@@ -107,6 +110,13 @@ def check_optimizer_groups(optimizer: torch.optim.Optimizer, model: nn.Module) -
     if trainable_body:
         head_lr = min(learning_rates[id(p)] for p in head if p.requires_grad)
         body_lr = max(learning_rates[id(p)] for p in trainable_body)
+        if asked is not None:
+            head_rates = {learning_rates[id(p)] for p in head if p.requires_grad}
+            body_rates = {learning_rates[id(p)] for p in trainable_body}
+            if head_rates != {asked[0]} or body_rates != {asked[1]}:
+                _fail(f"The exercise asks for the head at lr={asked[0]:g} and the body at lr={asked[1]:g}; this "
+                      f"optimizer has the head at {', '.join(f'{r:g}' for r in sorted(head_rates))} and the body "
+                      f"at {', '.join(f'{r:g}' for r in sorted(body_rates))}. Give each group its own rate.")
         _passed(f"Optimizer ready: head at lr={head_lr:g}, body at lr={body_lr:g}, no frozen parameters.")
     else:
         _passed("Optimizer ready: it trains the head and holds no frozen parameters.")

@@ -6,8 +6,11 @@ of the lesson you are in: the way to the answer, without it. ``checks.solution(3
 line that takes the course package's answer) and where the worked answer is.
 
 The registry :data:`_EXERCISES` names each lesson's exercises, their self-checks and their hints; titles and
-answers are read from ``solutions/<lesson>.ipynb``, not copied here. A few PyTorch errors that an exercise cell
-raises before any check runs get one ❌ line with the same pointer in IPython (:data:`_LIBRARY_ERRORS`).
+answers are read from ``solutions/<lesson>.ipynb``, not copied here. A written exercise (predict, then measure)
+has no self-check: its answer is the reasoned prediction in the markdown cell above the code cell that carries
+its ``# Exercise N: <title>`` comment and measures it, and ``checks.solution(N)`` prints that. A few PyTorch
+errors that an exercise cell raises before any check runs get one ❌ line with the same pointer in IPython
+(:data:`_LIBRARY_ERRORS`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ _CHECK_MODULES = "course_utils.checks"
 
 
 class _Exercise(NamedTuple):
-    """An exercise's self-checks (by function name) and its hint: the way to the answer, not the answer."""
+    """An exercise's self-checks (by function name) and its hint: the way to the answer, not the answer.
+
+    A written exercise (a prediction in a markdown cell) has no self-checks: ``checks=()``.
+    """
 
     checks: tuple[str, ...]
     hint: str
@@ -62,6 +68,12 @@ _EXERCISES: dict[str, dict[int, _Exercise]] = {
                      "One step is: clear the old gradients, run the model on the images, compute the loss from the "
                      "outputs and the labels, backpropagate it, let the optimizer update the weights. Return the "
                      "loss as a Python number."),
+        6: _Exercise((),
+                     "Start from what augmentation changes: without it the CNN sees the very same pictures in "
+                     "every epoch instead of new variants of them. Which of the two is easier to fit, and does "
+                     "fitting those few hundred pictures better say anything about signs it has never seen? The "
+                     "history's reading comes from the validation curve, not the training one. For the test "
+                     "accuracy, look at how wide the lesson's earlier intervals were before you expect a verdict."),
     },
     "02_feature_extraction": {
         1: _Exercise(("check_all_frozen",),
@@ -77,6 +89,12 @@ _EXERCISES: dict[str, dict[int, _Exercise]] = {
                      "transform and shuffle=False, a cache key from features.feature_cache_key with the same "
                      "transform, and features.compute_features with the extractor, the loader, the cache folder "
                      "and that key."),
+        4: _Exercise((),
+                     "Two things change with the image size. How large is a sign next to the filters the backbone "
+                     "learned on ImageNet's photos? And how many positions does the last feature map keep for the "
+                     "global pooling to average (the backbone shrinks its input 32-fold: work the grid out at both "
+                     "sizes)? Then ask whether the test tracks can decide a difference of the size you expect: look "
+                     "at how wide the lesson's other intervals are."),
     },
     "03_fine_tuning": {
         1: _Exercise(("check_unfrozen_last_blocks",),
@@ -88,7 +106,13 @@ _EXERCISES: dict[str, dict[int, _Exercise]] = {
                      "the head's parameters at HEAD_LR; the body's group the trainable parameters that are not the "
                      "head's, at BODY_LR. Compare parameters by id() to leave the head's out of the body's group: "
                      "no parameter may be in both, and frozen ones are in neither."),
-        3: _Exercise(("check_prediction_function",),
+        3: _Exercise((),
+                     "Ask what the trained head learned from: features computed with every BatchNorm layer in "
+                     "inference mode, normalised with ImageNet's running statistics. What does a BatchNorm layer in "
+                     "training mode normalise with instead, and what does the head receive in the first batches, "
+                     "before the body has changed at all? Say which part you can reason out (the direction) and "
+                     "which only the run can tell (how large)."),
+        4: _Exercise(("check_prediction_function",),
                      "Load the file with image_files.load_rgb, apply the transform and add a batch dimension. Put "
                      "the model in eval mode and run it without gradients, on the model's device. A softmax over "
                      "the class dimension (the last) gives probabilities; a pandas Series indexed by the class "
@@ -112,12 +136,19 @@ _EXERCISES: dict[str, dict[int, _Exercise]] = {
                      "gradients; each row's maximum with evaluation.max_softmax_scores; the threshold with "
                      "evaluation.threshold_keeping and keep=KEEP_KNOWN. Validation features only: the test images "
                      "must not choose the threshold."),
+        5: _Exercise((),
+                     "Keep the two numbers apart. The head's own decision is its top class: without weights, which "
+                     "class has by far the most training images, how much of the loss do its images make, and which "
+                     "way does that push the decisions on known and on unknown signs? The AUROC depends only on the "
+                     "order of the test images by 1 - P(unknown): can a weight that all four known signs share "
+                     "change that order, or only where the threshold falls?"),
     },
     "05_your_own_images": {
         1: _Exercise(("check_rare_classes",),
                      "Count the images of each class name (a collections.Counter over classes[sample.label] "
-                     "for each sample), then keep the names whose count is strictly below the minimum: a class "
-                     "with exactly that many images stays. Sort the list."),
+                     "for each sample in samples), then return the names whose count is strictly below min_count, "
+                     "sorted. A class with exactly min_count images stays, and a name that never occurs counts 0: "
+                     "go through classes, not through the counter."),
         2: _Exercise(("check_mlp_head",),
                      "models.replace_head builds a head with hidden layers when you give it hidden_units (one "
                      "number per hidden layer) and a dropout rate; it changes mlp_model in place. "
@@ -126,7 +157,14 @@ _EXERCISES: dict[str, dict[int, _Exercise]] = {
                      "fine_model trains everything. models.parameter_groups builds a head group and a body group "
                      "with their own learning rates; AdamW takes those groups. The head learns at 1e-3, the body "
                      "ten times slower."),
+        4: _Exercise((),
+                     "Every head reads the same frozen features. What can a hidden layer add to them, and what can "
+                     "it not? Count the parameters of a 2,048-unit hidden layer (the features' length is printed "
+                     "above) against the number of training images, and remember which epoch of each head the "
+                     "lesson keeps. Then look at how wide this run's interval for the MLP against the linear head "
+                     "was before you predict that its verdict changes."),
     },
+    "06_scaling_out": {},  # an appendix without exercises
 }
 
 
@@ -153,15 +191,41 @@ def _hint_pointer() -> str:
 
 
 class _Written(NamedTuple):
-    """What a solution notebook says about one exercise: its title, its reference line, where that line goes."""
+    """What a solution notebook says about one exercise: its title, its reference line, where that line goes,
+    and for a written exercise the answer in the markdown cells right above its code cell."""
 
     title: str
     reference: str | None
     inside_block: bool
+    answer: str | None = None
 
 
 _EXERCISE_LINE = re.compile(r"^\s*#\s*Exercise(?:\s+(?P<number>\d+))?\s*:\s*(?P<title>\S.*?)\s*$")
 _REFERENCE_LINE = re.compile(r"^(?P<indent>[ \t]*)#\s*Reference:\s*(?P<line>\S.*?)\s*$")
+_BEGIN_LINE = re.compile(r"^\s*###\s*BEGIN SOLUTION\s*$")
+_END_LINE = re.compile(r"^\s*###\s*END SOLUTION\s*$")
+
+
+def _cell_source(cell: Any) -> str | None:
+    """The source of a notebook cell read from JSON, as one string (None when it is not text)."""
+    source = cell.get("source") if isinstance(cell, dict) else None
+    if isinstance(source, list) and all(isinstance(part, str) for part in source):
+        source = "".join(source)
+    return source if isinstance(source, str) else None
+
+
+def _markdown_answer(source: str) -> list[str]:
+    """The lines inside the solution regions of a markdown cell's ``source`` (a written answer)."""
+    lines: list[str] = []
+    inside = False
+    for line in source.splitlines():
+        if _BEGIN_LINE.match(line):
+            inside = True
+        elif _END_LINE.match(line):
+            inside = False
+        elif inside:
+            lines.append(line.rstrip())
+    return lines
 
 
 def _solution_notebook(lesson: str) -> Path | None:
@@ -185,14 +249,23 @@ def _written_exercises(lesson: str) -> tuple[Path | None, dict[int, _Written]]:
         return path, {}
     cells = notebook.get("cells") if isinstance(notebook, dict) else None
     found: dict[int, _Written] = {}
+    written_above: list[str] = []  # the written answer in the markdown cells since the last code cell
     for cell in cells if isinstance(cells, list) else []:
-        source = cell.get("source") if isinstance(cell, dict) and cell.get("cell_type") == "code" else None
-        if isinstance(source, list) and all(isinstance(part, str) for part in source):
-            source = "".join(source)
+        if not isinstance(cell, dict):
+            continue
+        source = _cell_source(cell)
+        if cell.get("cell_type") == "markdown" and source is not None:
+            written_above += _markdown_answer(source)
+            continue
+        if cell.get("cell_type") != "code":
+            continue
+        answer = "\n".join(written_above).strip() or None
+        written_above = []
         for line in source.splitlines() if isinstance(source, str) else []:
             heading = _EXERCISE_LINE.match(line)
             if heading:
-                found[len(found) + 1] = _Written(heading["title"], None, False)
+                found[len(found) + 1] = _Written(heading["title"], None, False, answer)
+                answer = None
                 continue
             reference = _REFERENCE_LINE.match(line)
             if reference and found and found[len(found)].reference is None:
@@ -261,13 +334,17 @@ def hint(exercise: int | str, lesson: int | str | None = None) -> None:
 def solution(exercise: int | str, lesson: int | str | None = None) -> None:
     """Print the answer to an exercise: the one line that takes the course package's answer, and where it goes.
 
-    The line is read from the exercise's ``# Reference:`` comment in ``solutions/<lesson>.ipynb``; where that
-    notebook is not at hand (Colab, Kaggle), this says where it is. Arguments as for :func:`hint`.
+    The line is read from the exercise's ``# Reference:`` comment in ``solutions/<lesson>.ipynb``; for a written
+    exercise the answer is the reasoned prediction in the markdown cell above its code cell. Where that notebook
+    is not at hand (Colab, Kaggle), this says where it is. Arguments as for :func:`hint`.
     """
     name, number = _find_exercise(exercise, lesson, sys._getframe(1).f_globals.get("LESSON"))
     path, written = _written_exercises(name)
     heading = _heading(name, number, written)
     entry = written.get(number)
+    if not _EXERCISES[name][number].checks:
+        _print_written_answer(name, number, heading, path, entry)
+        return
     if path is not None and entry is not None and entry.reference:
         place = ("in place of the exercise's whole def/class block" if entry.inside_block
                  else "in place of your code in the exercise cell (where the stub's raise line was)")
@@ -278,6 +355,18 @@ def solution(exercise: int | str, lesson: int | str | None = None) -> None:
     print(f"🔑 {heading}: the answer is in the course's solutions/{name}.ipynb, in the cell that starts with "
           f"'# Exercise {number}', on its line '# Reference: ...'. The same line ends the message of the "
           "exercise's stub, the NotImplementedError the cell raised before you wrote your code.")
+
+
+def _print_written_answer(name: str, number: int, heading: str, path: Path | None, entry: _Written | None) -> None:
+    """``checks.solution(N)`` for a written exercise: the course's reasoned prediction, or where it is."""
+    if path is not None and entry is not None and entry.answer:
+        print(f"🔑 {heading}: a written exercise, so there is nothing to skip; the course's reasoned prediction, "
+              f"which this run's own output confirms or refutes (the run wins):\n{entry.answer}\nIt is in "
+              f"{display_path(path)}, in the markdown cell above the cell that starts with '# Exercise {number}'.")
+        return
+    print(f"🔑 {heading}: a written exercise, so there is nothing to skip; the course's reasoned prediction is in "
+          f"the course's solutions/{name}.ipynb, in the markdown cell above the cell that starts with "
+          f"'# Exercise {number}' (the student version shows *Your answer here.* there).")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 
 from course_utils.samples import DatasetError, Sample
 
-__all__ = ["PARTS", "Split", "drop_rare_classes", "group_overlap", "inverse_frequency_weights",
+__all__ = ["PARTS", "Split", "classes_below", "drop_rare_classes", "group_overlap", "inverse_frequency_weights",
            "keep_largest_classes", "select_classes", "split_samples", "test_images_with_train_sibling",
            "unknown_class_split", "with_unknown_class"]
 
@@ -161,7 +161,9 @@ def inverse_frequency_weights(counts: Sequence[float]) -> torch.Tensor:
     """One loss weight per class, inversely proportional to its count: ``total / (classes * count)``.
 
     Every class then adds the same total weight to the loss, and a balanced data set gets weight 1 for every
-    class, so the learning rate keeps its meaning. Pass the training images per class.
+    class. The common scale does not change ``nn.CrossEntropyLoss`` with its default mean reduction, which
+    divides by the summed weights of the batch's labels; it matters with ``reduction="sum"``. Pass the training
+    images per class.
     """
     counts = torch.as_tensor(counts, dtype=torch.float32)
     if (counts <= 0).any():
@@ -190,11 +192,21 @@ def keep_largest_classes(samples: Sequence[Sample], classes: Sequence[str], n: i
     return select_classes(samples, classes, [classes[label] for label in sorted(largest)])
 
 
+def classes_below(samples: Sequence[Sample], classes: Sequence[str], min_count: int) -> list[str]:
+    """The sorted names of the classes with fewer than ``min_count`` images; one with exactly ``min_count`` stays.
+
+    ``sample.label`` indexes ``classes``; a class without any sample counts 0 images.
+    """
+    counts = Counter(classes[sample.label] for sample in samples)
+    return sorted(name for name in classes if counts[name] < min_count)
+
+
 def drop_rare_classes(samples: Sequence[Sample], classes: Sequence[str], min_count: int, *,
                       verbose: bool = True) -> tuple[list[Sample], list[str]]:
     """Drop classes with fewer than ``min_count`` images and renumber the labels; says which were dropped."""
     counts = Counter(sample.label for sample in samples)
-    keep = [name for label, name in enumerate(classes) if counts[label] >= min_count]
+    rare = set(classes_below(samples, classes, min_count))
+    keep = [name for name in classes if name not in rare]
     dropped = [f"{name} ({counts[label]})" for label, name in enumerate(classes) if counts[label] < min_count]
     if len(keep) < 2:
         raise DatasetError(f"Fewer than two classes have at least {min_count} images: lower min_count "

@@ -214,6 +214,11 @@ def test_check_optimizer_groups(capsys, resnet18):
     assert "body at lr=0.001" in passes(capsys, checks.check_optimizer_groups, same_lr, resnet18)
     good = torch.optim.AdamW(parameter_groups(resnet18, head_lr=1e-3, body_lr=1e-4))
     assert "body at lr=0.0001" in passes(capsys, checks.check_optimizer_groups, good, resnet18)
+    # lesson 5 asks for given rates: one shared rate then fails, and names both rates
+    with fails(r"asks for the head at lr=0.001 and the body at lr=0.0001.*body at 0.001\."):
+        checks.check_optimizer_groups(same_lr, resnet18, learning_rates=(1e-3, 1e-4))
+    assert "body at lr=0.0001" in passes(capsys, checks.check_optimizer_groups, good, resnet18,
+                                         learning_rates=(1e-3, 1e-4))
 
 
 # ---------------------------------------------------------------------------------------------- data

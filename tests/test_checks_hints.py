@@ -19,22 +19,38 @@ from course_utils.checks import ExerciseError
 SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"
 EXERCISE = re.compile(r"^\s*#\s*Exercise(?:\s+\d+)?\s*:\s*(?P<title>\S.*?)\s*$")
 REFERENCE = re.compile(r"^\s*#\s*Reference:\s*(?P<line>\S.*?)\s*$")
+# A written exercise's heading in markdown: "## 8. Exercise 6: ...", "## Exercise 4: ...", "**Exercise 5 (...)".
+MARKDOWN_EXERCISE = re.compile(r"^(?:#+\s*(?:\d+\.\s*)?|\*\*)Exercise\s+(?P<number>\d+)\b", re.MULTILINE)
 
 
 def exercises_of(path: Path) -> dict[int, dict]:
-    """Read a solution notebook independently of checks.py: title, reference, solution lines, cell sources."""
+    """Read a solution notebook independently of checks.py: title, reference, solution lines, cell sources.
+
+    A written exercise's answer lines ("written") are the solution lines of the markdown cells right above the
+    code cell that carries its exercise comment; "headings" are the exercise numbers those markdown cells name.
+    """
     found: dict[int, dict] = {}
     inside = False
+    written: list[str] = []
+    headings: list[int] = []
     for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            region = "### BEGIN SOLUTION" in source
+            written += [line.strip() for line in source.split("### BEGIN SOLUTION", 1)[-1]
+                        .split("### END SOLUTION", 1)[0].splitlines() if line.strip()] if region else []
+            headings += [int(number) for number in MARKDOWN_EXERCISE.findall(source)]
+            continue
         if cell["cell_type"] != "code":
             continue
-        source = "".join(cell["source"])
         if found:
             found[len(found)]["cells"].append(source)
         for line in source.splitlines():
             if EXERCISE.match(line):
                 found[len(found) + 1] = {"title": EXERCISE.match(line)["title"], "reference": None,
-                                         "lines": [], "cells": [source]}
+                                         "lines": [], "cells": [source], "written": written,
+                                         "headings": headings}
+                written, headings = [], []
             elif line.strip() == "### BEGIN SOLUTION":
                 inside = True
             elif line.strip() == "### END SOLUTION":
@@ -44,6 +60,7 @@ def exercises_of(path: Path) -> dict[int, dict]:
                 if reference and found[len(found)]["reference"] is None:
                     found[len(found)]["reference"] = reference["line"]
                 found[len(found)]["lines"].append(line.strip())
+        written, headings = [], []
     return found
 
 
@@ -64,9 +81,42 @@ def test_every_exercise_of_the_solutions_has_a_hint_and_nothing_else_has():
 def test_hints_do_not_give_the_answer_away(lesson):
     for number, exercise in LESSONS[lesson].items():
         hint = squeeze(hints._EXERCISES[lesson][number].hint)
-        assert exercise["reference"] and squeeze(exercise["reference"]) not in hint
-        leaked = [line for line in exercise["lines"] if len(squeeze(line)) >= 12 and squeeze(line) in hint]
+        assert exercise["reference"] or exercise["written"], (lesson, number, "neither a skip line nor an answer")
+        assert not exercise["reference"] or squeeze(exercise["reference"]) not in hint
+        answer = exercise["lines"] + exercise["written"]
+        leaked = [line for line in answer if len(squeeze(line)) >= 12 and squeeze(line) in hint]
         assert not leaked, (lesson, number, leaked)
+
+
+def test_the_solutions_hold_written_exercises():
+    """The parsing below would pass vacuously if no notebook had a written exercise."""
+    written = {lesson: [number for number, exercise in exercises.items() if exercise["written"]]
+               for lesson, exercises in LESSONS.items()}
+    assert written == {"01_cnn_from_scratch": [6], "02_feature_extraction": [4], "03_fine_tuning": [3],
+                       "04_unknown_class": [5], "05_your_own_images": [4], "06_scaling_out": []}
+
+
+@pytest.mark.parametrize("lesson", sorted(LESSONS))
+def test_every_exercise_has_a_hint_and_a_solution_that_differ(lesson, capsys):
+    """Every exercise, coded or written (a markdown heading names its number), answers checks.hint(N) and
+    checks.solution(N); the hint never holds an answer line, the solution holds the answer."""
+    exercises = LESSONS[lesson]
+    for number, exercise in exercises.items():
+        # a heading above an exercise names it or one of the next (lesson 4 introduces Exercises 2 and 3 at once)
+        assert all(number <= heading <= max(exercises) for heading in exercise["headings"]), (lesson, number)
+        if exercise["written"]:
+            assert exercise["headings"] == [number], (lesson, number, "the markdown heading names its number")
+            assert not hints._EXERCISES[lesson][number].checks and exercise["reference"] is None
+        checks.hint(number, lesson=lesson)
+        hint = capsys.readouterr().out
+        checks.solution(number, lesson=lesson)
+        answer = capsys.readouterr().out
+        assert hint.startswith(f"💡 Lesson {int(lesson[:2])}, Exercise {number} ({exercise['title']}): ")
+        assert answer.startswith(f"🔑 Lesson {int(lesson[:2])}, Exercise {number} ({exercise['title']}): ")
+        lines = [line for line in exercise["lines"] + exercise["written"] if len(squeeze(line)) >= 12]
+        assert lines and not [line for line in lines if squeeze(line) in squeeze(hint)], (lesson, number)
+        expected = exercise["written"] if exercise["written"] else [exercise["reference"]]
+        assert all(squeeze(line) in squeeze(answer) for line in expected), (lesson, number)
 
 
 @pytest.mark.parametrize("lesson", sorted(LESSONS))
@@ -95,6 +145,20 @@ def test_hint_and_solution_print_from_the_lesson_the_notebook_runs(capsys):
     assert capsys.readouterr().out.startswith("💡 Lesson 5, Exercise 2 (Build an MLP head)")
 
 
+def test_a_written_exercise_gets_its_reasoned_prediction_not_a_skip_line(capsys, monkeypatch):
+    checks.solution(3, lesson=3)
+    shown = capsys.readouterr().out
+    assert shown.startswith("🔑 Lesson 3, Exercise 3 (Predict, then measure the BatchNorm mode): a written exercise")
+    assert "BatchNorm **frozen** (inference mode) scores higher" in shown and "# Reference" not in shown
+    assert "in the markdown cell above the cell that starts with '# Exercise 3'" in shown
+    monkeypatch.setattr(hints, "_solution_notebook", lambda lesson: None)  # Colab: the package alone
+    checks.solution("Exercise 5", lesson=4)
+    shown = capsys.readouterr().out
+    assert shown.startswith("🔑 Lesson 4, Exercise 5: a written exercise, so there is nothing to skip")
+    assert "solutions/04_unknown_class.ipynb, in the markdown cell above" in shown
+    assert "NotImplementedError" not in shown
+
+
 def test_solution_says_where_the_answer_is_without_the_notebooks(capsys, monkeypatch):
     monkeypatch.setattr(hints, "_solution_notebook", lambda lesson: None)  # Colab: the package alone
     checks.solution(1, lesson="L5")
@@ -107,7 +171,7 @@ def test_solution_says_where_the_answer_is_without_the_notebooks(capsys, monkeyp
 
 @pytest.mark.parametrize(("call", "message"), [
     (lambda: checks.hint(3), "Which lesson\\? Outside a lesson notebook say it: checks.hint\\(3, lesson=1\\)"),
-    (lambda: checks.hint(9, lesson=1), "Lesson 1 has Exercises 1 to 5; there is no Exercise 9"),
+    (lambda: checks.hint(9, lesson=1), "Lesson 1 has Exercises 1 to 6; there is no Exercise 9"),
     (lambda: checks.hint(1, lesson=8), "There is no lesson 8"),
     (lambda: checks.hint("no such title"), "matches no exercise"),
 ])

@@ -9,6 +9,7 @@ import pytest
 from course_utils.samples import DatasetError, Sample
 from course_utils.splits import (
     Split,
+    classes_below,
     drop_rare_classes,
     group_overlap,
     keep_largest_classes,
@@ -116,6 +117,13 @@ def test_select_keep_largest_and_drop_rare_relabel(capsys):
     assert classes == ["no_entry", "stop"] and all(classes[s.label] == s.group.split("/")[0] for s in kept)
     with pytest.raises(ValueError, match="zebra"):
         select_classes(samples, CLASSES, ["zebra"])
+
+
+def test_classes_below_keeps_a_class_with_exactly_min_count_images():
+    samples = tracked_samples({"stop": 5, "give_way": 1, "no_entry": 3, "keep_right": 4}, frames=1)
+    assert classes_below(samples, CLASSES, 3) == ["give_way"]  # no_entry has exactly 3: it stays
+    assert classes_below(samples, CLASSES, 4) == ["give_way", "no_entry"]
+    assert classes_below(samples[:5], CLASSES, 1) == ["give_way", "keep_right", "no_entry"]  # 0 images count
 
 
 def test_with_unknown_class_folds_other_classes_and_keeps_tracks():
