@@ -215,9 +215,16 @@ def test_a_report_names_no_folder_or_name_of_this_machine_and_reads_in_words(tmp
         assert "90.0% vs CNN from scratch 66.4%" in text and "90% 90.0%" not in text
 
 
-def test_public_text_replaces_whole_folders_only_and_leaves_encoded_images_alone(tmp_path):
+def test_public_text_replaces_whole_folders_only_and_leaves_encoded_images_alone(tmp_path, monkeypatch):
+    import tempfile
+
     from course_tools.runner import public_text
 
+    # wherever the repository lies (under /tmp in CI, under a home folder elsewhere), the folders this test reads
+    # are its own: a working folder, and a temporary folder and a home that are not above it
+    monkeypatch.chdir((tmp_path / "course").mkdir() or tmp_path / "course")
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: "/var/empty-temp")
+    monkeypatch.setenv("HOME", "/var/empty-home")
     here = str(Path.cwd())
     image = "data:image/png;base64,iVBOR/tmp/x" + here.replace("/", "A") + "/tmp/"
     text = f"{here}/solutions, {here}line, {image}, ({Path.home()}/.cache)"
