@@ -133,7 +133,7 @@ def run_with_every_exercise_skipped(student: Path, folder: Path, monkeypatch: py
 
 @pytest.mark.notebooks
 @pytest.mark.slow  # five whole lessons: make integration (CI runs it), not make test
-@pytest.mark.parametrize("lesson", config.LESSONS)
+@pytest.mark.parametrize("lesson", [lesson for lesson in config.LESSONS if lesson not in config.APPENDIX_LESSONS])
 def test_student_notebook_runs_to_the_end_with_every_exercise_skipped(lesson, tmp_path, monkeypatch):
     run_with_every_exercise_skipped(NOTEBOOKS / f"{lesson}.ipynb", tmp_path, monkeypatch)
 
