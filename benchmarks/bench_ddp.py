@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,12 +26,6 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def practice_folder(data_dir: Path) -> Path:
     from course_utils.sample_folders import make_sample_folder
 
@@ -41,6 +34,8 @@ def practice_folder(data_dir: Path) -> Path:
 
 def run(processes: int, folder: Path, output: Path, options: list[str], cores: int) -> dict:
     """Train once with ``processes`` processes; return the metrics and the wall time."""
+    from course_utils.distributed import free_port
+
     training = ["-m", "course_tools.train", str(folder), "--output", str(output), *options]
     launcher = [] if processes == 1 else ["-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                                           "--master_addr", "127.0.0.1", "--master_port", str(free_port())]

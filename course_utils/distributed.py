@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
@@ -33,8 +34,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 __all__ = ["COLLECTIVE_TIMEOUT_SECONDS", "TORCHRUN_VARIABLES", "DistributedError", "ShardSampler", "all_reduce_sum",
            "check_on_every_rank", "check_same_on_every_rank", "distributed_loader", "fingerprint", "gather_to_main",
-           "is_distributed", "is_main_process", "launched_by_torchrun", "per_rank_batch_size", "rank", "start",
-           "stop", "train_sampler", "unwrap", "world_size"]
+           "free_port", "is_distributed", "is_main_process", "launched_by_torchrun", "per_rank_batch_size", "rank",
+           "start", "stop", "train_sampler", "unwrap", "world_size"]
 
 #: What ``torchrun`` sets for every process it starts.
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -80,6 +81,14 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The model inside a ``DistributedDataParallel`` wrapper (whose state dict keys start with ``module.``);
     any other model as it is. Save and load checkpoints through it, so they load in a one-process notebook."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def free_port() -> int:
+    """A TCP port on this machine that nobody listens on now (the system picks it when we bind to port 0): a
+    ``--master_port`` for a ``torchrun`` started on one machine, or ``MASTER_PORT`` for processes spawned here."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def launched_by_torchrun() -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils import distributed, training
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now (the system picks it when we bind to port 0)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Samplers: every image to exactly one rank
@@ -161,7 +152,7 @@ def _rank_worker(rank_number: int, port: int, folder: str) -> None:
 
 def test_two_processes_equal_one_process_with_batchnorm_frozen(tmp_path: Path) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    multiprocessing.spawn(_rank_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    multiprocessing.spawn(_rank_worker, args=(distributed.free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     alone_state, alone_history = train_with_fit(small_model(), None)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from PIL import Image
 
 from course_tools import cli, train
 from course_utils import checkpoints
+from course_utils.distributed import free_port
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 QUICK = ["--profile", "smoke", "--image-size", "32", "--batch-size", "4", "--lr", "0.01"]
@@ -32,12 +32,6 @@ def make_folder(root: Path) -> Path:
             pixels = np.clip(np.array(colour) + rng.normal(0, 40, (32, 32, 3)), 0, 255).astype("uint8")
             Image.fromarray(pixels).save(folder / f"image{index}.png")
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def torchrun(folder: Path, output: Path, *options: str) -> list[str]:
