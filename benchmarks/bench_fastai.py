@@ -64,10 +64,12 @@ class BenchmarkError(Exception):
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` atomically (a temporary file renamed over it)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(temporary, path)
+    """Write ``data`` to ``path`` with the course's atomic writer (only a regular file or nothing is replaced).
+
+    Both environments import it from the repository (``course_utils.files`` needs only the standard library)."""
+    from course_utils.files import write_json_atomic
+
+    write_json_atomic(path, data)
 
 
 def read_split(path: Path) -> dict:
@@ -163,12 +165,12 @@ def write_backbone_weights(path: Path) -> Path:
     import torch
 
     from course_utils.backbones import load_backbone
+    from course_utils.files import atomic_write
 
     model, _ = load_backbone("efficientnet_lite0")
     body = {name: tensor for name, tensor in model.state_dict().items() if not name.startswith("classifier.")}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(body, temporary)
-    os.replace(temporary, path)
+    with atomic_write(path) as temporary:
+        torch.save(body, temporary)
     return path
 
 
@@ -338,7 +340,8 @@ def run_fastai(split_path: Path, result_path: Path, bn_freeze: bool = False) -> 
 
 def run_side(python: str, side: str, split_path: Path, result_path: Path, extra: list[str]) -> dict:
     """Run one side in a fresh process of ``python``; return its result (or stop with its last lines)."""
-    environment = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONWARNINGS": "ignore"}
+    environment = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONWARNINGS": "ignore",
+                   "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # course_utils.files for the fastai side
     completed = subprocess.run([python, str(Path(__file__).resolve()), side, str(split_path), str(result_path),
                                 *extra], capture_output=True, text=True, env=environment)
     log = result_path.with_suffix(".log")
