@@ -158,12 +158,6 @@ def _use_batchnorm_mode(model: Any, batchnorm: str, device: Any, verbose: bool) 
     return model
 
 
-def _best(history: Any) -> tuple[float, float]:
-    """(validation accuracy, minus validation loss) of the epoch whose weights fit kept: larger is better."""
-    row = history.loc[history["epoch"] == history.attrs["best_epoch"]].iloc[0]
-    return float(row["val_accuracy"]), -float(row["val_loss"])
-
-
 def _fine_tune(model: Any, train_loader: Any, val_loader: Any, *, settings: dict[str, Any], args: argparse.Namespace,
                device: Any, metadata: dict[str, Any], resume_dir: Path,
                verbose: bool) -> tuple[Any, Any, int, float]:
@@ -196,11 +190,8 @@ def _fine_tune(model: Any, train_loader: Any, val_loader: Any, *, settings: dict
         gc.collect()  # the stage-1 DDP wrapper goes now, with its gradient hooks
     models.unfreeze(model)
     model = _use_batchnorm_mode(model, args.batchnorm, device, verbose)
-    groups = models.parameter_groups(model, head_lr=args.lr, body_lr=args.lr * 0.1)
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[group["lr"] for group in groups], total_steps=settings["epochs"] * len(train_loader),
-        pct_start=0.3, div_factor=5.0)
+    optimizer, scheduler = training.body_stage_optimizer(model, head_lr=args.lr, body_lr_factor=0.1,
+                                                         total_steps=settings["epochs"] * len(train_loader))
     body_history = training.fit(
         _wrap(model, device), train_loader, val_loader, epochs=settings["epochs"], optimizer=optimizer,
         scheduler=scheduler, scheduler_step="batch", device=device, batchnorm=args.batchnorm,
@@ -210,14 +201,15 @@ def _fine_tune(model: Any, train_loader: Any, val_loader: Any, *, settings: dict
     history = pd.concat(histories, ignore_index=True)
     finite = bool(np.isfinite(body_history[["train_loss", "val_loss"]].to_numpy(dtype=float)).all())
     kept_stage, kept_history = 2, body_history
-    if stage_one_state is not None and (not finite or _best(body_history) <= _best(histories[0])):
+    if stage_one_state is not None and (not finite or not training.kept_epoch_is_better(body_history,
+                                                                                      histories[0])):
         model.load_state_dict(stage_one_state)
         models.freeze_backbone(model)
         kept_stage, kept_history = 1, histories[0]
         if verbose:
             print("ℹ️ Stage 2 (fine-tuning the body) did not beat stage 1 on validation: the model keeps the "
                   "stage-1 weights (the head on the frozen body).")
-    return model, history, kept_stage, _best(kept_history)[0]
+    return model, history, kept_stage, float(training.best_row(kept_history)["val_accuracy"])
 
 
 def _test_predictions(model: Any, test_samples: Sequence[Any], transform: Any, batch_size: int,

@@ -60,7 +60,8 @@ from course_utils.progress import close_progress_bar, is_widget_bar, open_progre
 
 __all__ = ["BAR_REFRESH_SECONDS", "BATCHNORM_MODES", "HEAD_PATIENCE", "HISTORY_COLUMNS", "HISTORY_VERDICTS",
            "PROGRESS_EVERY_STEPS", "TEXT_BAR_REFRESH_SECONDS", "HistoryReading", "LearningRateFinderResult",
-           "evaluate_loss_accuracy", "find_learning_rate", "fine_tune", "fit", "read_history", "train_one_epoch",
+           "best_row", "body_stage_optimizer", "evaluate_loss_accuracy", "find_learning_rate", "fine_tune", "fit",
+           "kept_epoch_is_better", "read_history", "train_one_epoch",
            "train_step", "use_fused_optimizer"]
 
 HISTORY_COLUMNS = [
@@ -632,9 +633,31 @@ def _train_head(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
                early_stopping_patience=HEAD_PATIENCE, verbose=verbose)
 
 
-def _best_row(history: pd.DataFrame) -> dict[str, float]:
-    """The row of the epoch whose weights :func:`fit` kept."""
+def best_row(history: pd.DataFrame) -> dict[str, float]:
+    """The row of the epoch whose weights :func:`fit` kept (``history.attrs["best_epoch"]``)."""
     return history.loc[history["epoch"] == history.attrs["best_epoch"]].iloc[0].to_dict()
+
+
+def kept_epoch_is_better(history: pd.DataFrame, other: pd.DataFrame) -> bool:
+    """Whether the epoch :func:`fit` kept in ``history`` beats the one kept in ``other`` on validation: higher
+    accuracy, on a tie lower loss (the rule :func:`fit` keeps its best epoch by)."""
+    return _is_better(best_row(history), best_row(other))
+
+
+def body_stage_optimizer(model: nn.Module, *, head_lr: float, body_lr_factor: float, total_steps: int,
+                         warmup_fraction: float = 0.3, weight_decay: float = 0.01) -> tuple[Any, Any]:
+    """Stage 2 of :func:`fine_tune`: ``(optimizer, scheduler)`` for the head and the trainable body.
+
+    AdamW with the head at ``head_lr`` and the body at ``head_lr * body_lr_factor``; each rate warms up from a
+    fifth of its value over the first ``warmup_fraction`` of ``total_steps`` batches, then decays along a cosine
+    (``OneCycleLR``: pass ``scheduler_step="batch"`` to :func:`fit`).
+    """
+    groups = parameter_groups(model, head_lr=head_lr, body_lr=head_lr * body_lr_factor)
+    optimizer = torch.optim.AdamW(groups, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[group["lr"] for group in groups], total_steps=total_steps, pct_start=warmup_fraction,
+        div_factor=5.0)
+    return optimizer, scheduler
 
 
 def _stage_problem(history: pd.DataFrame, chance: float) -> str | None:
@@ -719,11 +742,9 @@ def fine_tune(
     head_rows = len(stages[0]) if stages else 0
 
     unfreeze(model, last_blocks)
-    groups = parameter_groups(model, head_lr=head_lr, body_lr=head_lr * body_lr_factor)
-    optimizer = torch.optim.AdamW(groups, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[group["lr"] for group in groups], total_steps=epochs * len(train_loader),
-        pct_start=warmup_fraction, div_factor=5.0)
+    optimizer, scheduler = body_stage_optimizer(model, head_lr=head_lr, body_lr_factor=body_lr_factor,
+                                                total_steps=epochs * len(train_loader),
+                                                warmup_fraction=warmup_fraction, weight_decay=weight_decay)
     body_history = fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
                        scheduler_step="batch", loss_fn=loss_fn, device=device, verbose=verbose,
                        batchnorm=batchnorm, first_epoch=head_rows + 1)
@@ -733,8 +754,8 @@ def fine_tune(
     advice = "try a smaller head_lr or body_lr_factor (find_learning_rate), or the other batchnorm mode"
     icon = "⚠️"
     if problem is None and keep_better and head_rows:
-        head_best, body_best = (_best_row(frame) for frame in (stages[0], body_history))
-        if not _is_better(body_best, head_best):
+        head_best, body_best = (best_row(frame) for frame in (stages[0], body_history))
+        if not kept_epoch_is_better(body_history, stages[0]):
             problem = (f"its best validation accuracy, {body_best['val_accuracy']:.1%}, did not beat stage 1's "
                        f"{head_best['val_accuracy']:.1%}")
             advice, icon = "fine-tuning did not help here; " + advice, "ℹ️"
