@@ -307,6 +307,9 @@ class Stopper:
         self.forced = False  # stopped without waiting for the kernel
         self.executing = False  # papermill is executing a lesson
         self.cell_running = False
+        self.cell_index: int | None = None  # the notebook index of the cell the kernel is running
+        self.cut_cell: int | None = None  # the cell a stop cut without waiting for the kernel
+        self.refused_cell: int | None = None  # the cell a stop kept from starting
         self.kernel: Any = None  # the kernel manager of the lesson being executed
         self._timer: Any = None
 
@@ -316,8 +319,14 @@ class Stopper:
             self.signal_number = number
             if not self.cell_running or self._interrupt_kernel():
                 return
-        self.forced = True
+        self._force()
         raise RunStopped(self.signal_number or number)
+
+    def _force(self) -> None:
+        """Stop without waiting for the kernel, remembering the cell that is cut."""
+        self.forced = True
+        if self.cell_running:
+            self.cut_cell = self.cell_index
 
     def _interrupt_kernel(self) -> bool:
         """Ask the event loop that waits for the running cell to interrupt the kernel; whether it could."""
@@ -340,24 +349,26 @@ class Stopper:
 
     def _give_up(self) -> None:
         if self.cell_running:
-            self.forced = True
+            self._force()
             raise RunStopped(self.signal_number or signal.SIGINT)
 
     def cell_starts(self, **cell: Any) -> None:
         """papermill's hook before a cell is sent to the kernel: no new cell once a stop was asked for."""
         if self.signal_number is not None:
+            self.refused_cell = cell.get("cell_index")
             raise RunStopped(self.signal_number)
-        self.cell_running = True
+        self.cell_running, self.cell_index = True, cell.get("cell_index")
 
     def cell_ends(self, **cell: Any) -> None:
         """papermill's hook when a cell's reply arrived."""
-        self.cell_running = False
+        self.cell_running, self.cell_index = False, None
 
     @contextlib.contextmanager
     def executing_lesson(self) -> Iterator[dict[str, Any]]:
         """Around papermill's execution of one lesson: the options that connect papermill's kernel to this
         stopper (hooks, kernel manager)."""
         self.executing, self.cell_running, self.kernel = True, False, None
+        self.cell_index = self.cut_cell = self.refused_cell = None
         try:
             yield {"kernel_manager_class": _kernel_manager_class(self), "on_cell_execute": self.cell_starts,
                    "on_cell_executed": self.cell_ends}
@@ -419,6 +430,51 @@ def _solution_cells(notebook: Any) -> list:
     return [cell for cell in notebook.cells if not added & set(cell.metadata.get("tags", []))]
 
 
+def _mark_cut_short(notebook: Any, cut: Any, error: tuple[str, str] | None) -> None:
+    """Make an executed notebook's statuses true after papermill was cut short at the cell ``cut``.
+
+    papermill then marks every cell "completed", the ones that never ran included. Here ``cut`` becomes "failed"
+    with an error output ``(name, message)``, or "pending" with ``error=None`` (it never started), and every cell
+    after it "pending".
+    """
+    import nbformat
+
+    after = False
+    for cell in notebook.cells:
+        state = cell.metadata.get("papermill")
+        if (after or (cell is cut and error is None)) and isinstance(state, dict):
+            state.update(status="pending", exception=None, start_time=None, end_time=None, duration=None)
+        after = after or cell is cut
+    if error is not None:
+        name, message = error
+        cut.metadata.setdefault("papermill", {}).update(status="failed", exception=True)
+        cut.setdefault("outputs", []).append(nbformat.v4.new_output(
+            "error", ename=name, evalue=message, traceback=[f"{name}: {message}"]))
+        notebook.metadata.setdefault("papermill", {})["exception"] = True
+
+
+def _record_stop(executed: Path, stopper: Stopper) -> None:
+    """After a stop that did not wait for the kernel, mark in the executed notebook the cell it cut (or the one it
+    kept from starting) and the cells that never ran; a stop the kernel finished itself is already recorded."""
+    import nbformat
+
+    index = stopper.cut_cell if stopper.cut_cell is not None else stopper.refused_cell
+    if index is None or stopper.signal_number is None:
+        return
+    try:
+        notebook = read_notebook(executed)
+        cut = notebook.cells[index]
+    except (OSError, ValueError, IndexError, AttributeError):
+        return  # a notebook cut off mid-write is kept as it is
+    name = signal.Signals(stopper.signal_number).name
+    error = None if stopper.cut_cell is None else (
+        "KeyboardInterrupt", f"stopped by {name}: the kernel had not finished this cell {KERNEL_FINISH_SECONDS:.0f} s "
+                             f"after the stop, so it was shut down")
+    _mark_cut_short(notebook, cut, error)
+    with contextlib.suppress(OSError):
+        write_text_atomic(executed, nbformat.writes(notebook))
+
+
 def _record_dead_kernel(lesson: str, executed: Path) -> str:
     """Mark in the executed notebook the cell that ran when the kernel died; return one line naming it.
 
@@ -433,17 +489,7 @@ def _record_dead_kernel(lesson: str, executed: Path) -> str:
         running = started[-1]
     except (OSError, ValueError, IndexError, AttributeError):
         return f"{lesson}: {_DEAD_KERNEL_ADVICE}"
-    after = False
-    for cell in notebook.cells:
-        state = cell.metadata.get("papermill")
-        if after and isinstance(state, dict):
-            state.update(status="pending", exception=None)
-        after = after or cell is running
-    running.metadata["papermill"].update(status="failed", exception=True)
-    running.setdefault("outputs", []).append(nbformat.v4.new_output(
-        "error", ename="DeadKernelError", evalue=_DEAD_KERNEL_ADVICE,
-        traceback=[f"DeadKernelError: {_DEAD_KERNEL_ADVICE}"]))
-    notebook.metadata.setdefault("papermill", {})["exception"] = True
+    _mark_cut_short(notebook, running, ("DeadKernelError", _DEAD_KERNEL_ADVICE))
     with contextlib.suppress(OSError):
         write_text_atomic(executed, nbformat.writes(notebook))
     cells = _solution_cells(notebook)
@@ -566,6 +612,7 @@ def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], 
         logging.getLogger("papermill").removeFilter(quiet_log)
     if stopper.signal_number is not None:  # the run was asked to stop while this lesson ran
         stopped_by = stopper.signal_number
+        _record_stop(running, stopper)
     with contextlib.suppress(OSError):
         if running.is_file() and running.stat().st_size:
             os.replace(running, executed)

@@ -23,6 +23,7 @@ from course_tools.runner import (
     LessonResult,
     RunStopped,
     Stopper,
+    _record_stop,
     absolute_paths,
     interrupted_exit_code,
     run_lessons,
@@ -101,6 +102,45 @@ def test_ctrl_c_prints_one_line_and_no_kernel_traceback(tmp_path, capfd):
     assert "Traceback" not in captured.err and "ZMQError" not in captured.err, captured.err
     assert not list(output.rglob(".*.running.ipynb"))
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back after the run
+
+
+def test_a_kernel_that_does_not_stop_is_shut_down_and_its_notebook_says_which_cells_never_ran(tmp_path):
+    # the kernel ignores the interrupt, so the run gives up waiting and shuts it down; papermill alone would
+    # then mark every cell "completed", the two that never ran included
+    solutions, output = tmp_path / "solutions", tmp_path / "out"
+    lesson(solutions, "01_stubborn", "import os, signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                     "os.kill(os.getppid(), signal.SIGTERM)\ntime.sleep(60)", "print('never')")
+    script = "import course_tools.runner as runner\nrunner.KERNEL_FINISH_SECONDS = 2\n" + RUN_AND_REPORT
+    run = subprocess.run([sys.executable, "-c", script, str(solutions), str(output)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 128 + signal.SIGTERM, run.stdout + run.stderr
+    executed = output / "01_stubborn" / "01_stubborn.ipynb"
+    assert statuses(executed)[-3:] == [
+        ("import os, signal, time", "failed"), ("print('never')", "pending"), ("import json, pathlib", "pending")]
+    cut = nbformat.read(str(executed), 4).cells[-3]
+    assert cut.outputs[-1].ename == "KeyboardInterrupt" and "stopped by SIGTERM" in cut.outputs[-1].evalue
+    assert not (output / "01_stubborn" / "metrics.json").exists()
+
+
+def test_a_stop_that_keeps_a_cell_from_starting_leaves_it_pending(tmp_path):
+    stopper = Stopper()
+    solutions = tmp_path / "solutions"
+    lesson(solutions, "01_lesson", "print('ran')", "print('never')")
+    notebook = solutions / "01_lesson.ipynb"
+    document = nbformat.read(str(notebook), 4)
+    for index, cell in enumerate(document.cells):  # what papermill leaves: every cell "completed"
+        cell.metadata["papermill"] = {"status": "completed", "start_time": "t" if index <= 3 else None}
+    nbformat.write(document, str(notebook))
+    with stopper.executing_lesson():
+        stopper.cell_starts(cell=None, cell_index=2)
+        stopper.cell_ends(cell=None, cell_index=2)
+        stopper.receive(signal.SIGTERM)  # between cells 2 and 3
+        with pytest.raises(RunStopped):
+            stopper.cell_starts(cell=None, cell_index=3)
+    _record_stop(notebook, stopper)
+    assert statuses(notebook) == [("OUTPUT_DIR = None  # outputs", "completed"), ("print('ran')", "completed"),
+                                  ("print('never')", "pending"), ("import json, pathlib", "pending")]
+    assert nbformat.read(str(notebook), 4).cells[3].metadata["papermill"]["start_time"] is None
 
 
 def test_a_stop_between_two_cells_stops_before_the_next_cell():
