@@ -159,9 +159,10 @@ def _use_batchnorm_mode(model: Any, batchnorm: str, device: Any, verbose: bool) 
 
 
 def _fine_tune(model: Any, train_loader: Any, val_loader: Any, *, settings: dict[str, Any], args: argparse.Namespace,
-               device: Any, metadata: dict[str, Any], resume_dir: Path,
+               device: Any, metadata: dict[str, Any], resume_dir: Path, chance: float,
                verbose: bool) -> tuple[Any, Any, int, float]:
-    """Two stages as in :func:`course_utils.training.fine_tune`, each with ``fit`` (and DDP when distributed).
+    """Two stages as in :func:`course_utils.training.fine_tune`, each with ``fit`` (and DDP when distributed);
+    ``chance`` is what always answering the most common class scores on validation.
 
     Returns ``(model, history, kept_stage, val_accuracy)`` (the validation accuracy of the weights kept).
     fine_tune itself changes which parameters train between the stages inside one call; DDP fixes the parameters
@@ -169,7 +170,6 @@ def _fine_tune(model: Any, train_loader: Any, val_loader: Any, *, settings: dict
     """
     import gc
 
-    import numpy as np
     import pandas as pd
     import torch
 
@@ -199,16 +199,22 @@ def _fine_tune(model: Any, train_loader: Any, val_loader: Any, *, settings: dict
         resume=args.resume, checkpoint_metadata=metadata, verbose=verbose)
     histories.append(body_history.assign(stage=2))
     history = pd.concat(histories, ignore_index=True)
-    finite = bool(np.isfinite(body_history[["train_loss", "val_loss"]].to_numpy(dtype=float)).all())
+    # fine_tune's rule: a stage 2 whose loss became non-finite or that never rose above chance is not kept, nor
+    # one that did not beat stage 1 on validation
+    failure = training.stage_two_failure(body_history, chance)
     kept_stage, kept_history = 2, body_history
-    if stage_one_state is not None and (not finite or not training.kept_epoch_is_better(body_history,
-                                                                                      histories[0])):
+    if stage_one_state is not None and (failure or not training.kept_epoch_is_better(body_history,
+                                                                                     histories[0])):
         model.load_state_dict(stage_one_state)
         models.freeze_backbone(model)
         kept_stage, kept_history = 1, histories[0]
         if verbose:
-            print("ℹ️ Stage 2 (fine-tuning the body) did not beat stage 1 on validation: the model keeps the "
-                  "stage-1 weights (the head on the frozen body).")
+            why = failure or "it did not beat stage 1 on validation"
+            print(f"{'⚠️' if failure else 'ℹ️'} Stage 2 (fine-tuning the body) was not kept: {why}; the model keeps "
+                  f"the stage-1 weights (the head on the frozen body).")
+    elif failure and verbose:
+        print(f"⚠️ Stage 2 (fine-tuning the body) failed: {failure}. There is no stage 1 to go back to "
+              f"(--head-epochs 0): try a smaller --lr or the other --batchnorm mode.")
     return model, history, kept_stage, float(training.best_row(kept_history)["val_accuracy"])
 
 
@@ -268,7 +274,7 @@ def train_folder(args: argparse.Namespace) -> dict[str, Any] | None:
     """Run the whole workflow; return the metrics on rank 0 (None on the other ranks)."""
     import torch
 
-    from course_utils import backbones, distributed, environment, files, loaders, models, transforms
+    from course_utils import backbones, distributed, environment, files, loaders, models, training, transforms
 
     started = time.perf_counter()
     device = _device(args.device)
@@ -309,9 +315,10 @@ def train_folder(args: argparse.Namespace) -> dict[str, Any] | None:
     metadata = {"arch": info.name, "classes": classes, "mean": info.mean, "std": info.std,
                 "input_size": settings["image_size"]}
     resume_dir = args.output / RESUME_FOLDER
+    chance = training.chance_level(torch.tensor([sample.label for sample in split.val]))
     model, history, kept_stage, val_accuracy = _fine_tune(model, train_loader, val_loader, settings=settings, args=args,
                                             device=device, metadata=metadata, resume_dir=resume_dir,
-                                            verbose=main_process)
+                                            chance=chance, verbose=main_process)
     with torch.no_grad():
         outcome = _test_predictions(model, split.test, eval_tf, settings["batch_size"], device)
     metrics = None

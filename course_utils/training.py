@@ -60,8 +60,8 @@ from course_utils.progress import close_progress_bar, is_widget_bar, open_progre
 
 __all__ = ["BAR_REFRESH_SECONDS", "BATCHNORM_MODES", "HEAD_PATIENCE", "HISTORY_COLUMNS", "HISTORY_VERDICTS",
            "PROGRESS_EVERY_STEPS", "TEXT_BAR_REFRESH_SECONDS", "HistoryReading", "LearningRateFinderResult",
-           "best_row", "body_stage_optimizer", "evaluate_loss_accuracy", "find_learning_rate", "fine_tune", "fit",
-           "kept_epoch_is_better", "read_history", "train_one_epoch",
+           "best_row", "body_stage_optimizer", "chance_level", "evaluate_loss_accuracy", "find_learning_rate",
+           "fine_tune", "fit", "kept_epoch_is_better", "read_history", "stage_two_failure", "train_one_epoch",
            "train_step", "use_fused_optimizer"]
 
 HISTORY_COLUMNS = [
@@ -609,7 +609,7 @@ def _validation_labels(val_loader: Iterable, cached_features: Mapping[str, Any] 
     return torch.cat([torch.as_tensor(targets).reshape(-1) for _, targets in val_loader])
 
 
-def _chance_level(labels: torch.Tensor) -> float:
+def chance_level(labels: torch.Tensor) -> float:
     """What always answering the most common class scores on these labels."""
     return float(torch.bincount(labels.long()).max()) / len(labels) if len(labels) else 0.0
 
@@ -660,8 +660,9 @@ def body_stage_optimizer(model: nn.Module, *, head_lr: float, body_lr_factor: fl
     return optimizer, scheduler
 
 
-def _stage_problem(history: pd.DataFrame, chance: float) -> str | None:
-    """Why stage 2 cannot be kept (a non-finite loss, or validation accuracy never above chance), else None."""
+def stage_two_failure(history: pd.DataFrame, chance: float) -> str | None:
+    """Why a fine-tuning stage cannot be kept whatever it scored: its loss became non-finite (nan, inf), or its
+    validation accuracy never rose above ``chance`` (see :func:`chance_level`); None when it trained normally."""
     losses = history[["train_loss", "val_loss"]].to_numpy(dtype=float)
     if not np.isfinite(losses).all():
         epoch = int(history["epoch"].iloc[int(np.flatnonzero(~np.isfinite(losses).all(axis=1))[0])])
@@ -750,7 +751,7 @@ def fine_tune(
                        batchnorm=batchnorm, first_epoch=head_rows + 1)
     stages.append(body_history.assign(stage=2))
     history = pd.concat(stages, ignore_index=True)[["epoch", "stage", *HISTORY_COLUMNS[1:]]]
-    problem = _stage_problem(body_history, _chance_level(_validation_labels(val_loader, cached_features)))
+    problem = stage_two_failure(body_history, chance_level(_validation_labels(val_loader, cached_features)))
     advice = "try a smaller head_lr or body_lr_factor (find_learning_rate), or the other batchnorm mode"
     icon = "⚠️"
     if problem is None and keep_better and head_rows:

@@ -193,10 +193,10 @@ def test_a_stage_two_stuck_at_chance_or_non_finite_is_a_problem_and_a_learning_o
         return pd.DataFrame({"epoch": [3, 4], "train_loss": [0.7, 0.6], "val_loss": [0.7, val_loss],
                              "val_accuracy": [0.25, val_accuracy]})
 
-    assert training._stage_problem(stage(0.9), chance=0.25) is None
-    assert "never rose above chance (25.0%" in training._stage_problem(stage(0.25), chance=0.25)
-    assert "non-finite at epoch 4" in training._stage_problem(stage(0.9, val_loss=float("nan")), chance=0.25)
-    assert training._chance_level(torch.tensor([0, 1, 1, 1])) == 0.75  # always "1" scores 75%
+    assert training.stage_two_failure(stage(0.9), chance=0.25) is None
+    assert "never rose above chance (25.0%" in training.stage_two_failure(stage(0.25), chance=0.25)
+    assert "non-finite at epoch 4" in training.stage_two_failure(stage(0.9, val_loss=float("nan")), chance=0.25)
+    assert training.chance_level(torch.tensor([0, 1, 1, 1])) == 0.75  # always "1" scores 75%
 
 
 def test_fine_tune_rejects_bad_settings_in_one_line():

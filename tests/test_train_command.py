@@ -137,3 +137,41 @@ def test_course_train_refuses_bad_paths_in_one_line(tmp_path: Path, capsys, prob
     assert str(folder if problem == "missing folder" else output) in errors[0]
     if problem == "output is a file":
         assert output.read_text() == "mine"
+
+
+@pytest.mark.parametrize("stage_two_accuracy, kept_stage", [(0.5, 1), (0.9, 2)])
+def test_a_stage_two_stuck_at_chance_is_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
+                                                 stage_two_accuracy: float, kept_stage: int) -> None:
+    # fine_tune's rule in `course train` too: here stage 2's best epoch (50%) beats stage 1's (40%) on validation,
+    # but 50% is what always answering the most common class scores, so the stage-1 weights stay
+    import argparse
+
+    import pandas as pd
+    import torch
+
+    from course_utils import models, training
+
+    torch.manual_seed(0)
+    model = models.ScratchCNN(2, channels=(4, 8, 8))
+    stage_one = {name: value.clone() for name, value in model.state_dict().items()}
+    runs = iter([0.4, stage_two_accuracy])
+
+    def canned_fit(network, *arguments, **options):
+        accuracy = next(runs)
+        if accuracy != 0.4:  # stage 2 changes the weights
+            with torch.no_grad():
+                for parameter in network.parameters():
+                    parameter.add_(1.0)
+        history = pd.DataFrame({"epoch": [1], "train_loss": [0.7], "val_loss": [0.69], "val_accuracy": [accuracy]})
+        history.attrs["best_epoch"] = 1
+        return history
+
+    monkeypatch.setattr(training, "fit", canned_fit)
+    args = argparse.Namespace(head_epochs=1, lr=0.01, batchnorm="frozen", resume=False)
+    model, history, kept, val_accuracy = train._fine_tune(
+        model, [None], None, settings={"epochs": 1}, args=args, device=torch.device("cpu"), metadata={},
+        resume_dir=tmp_path, chance=0.5, verbose=True)
+    same = all(torch.equal(value, stage_one[name]) for name, value in model.state_dict().items())
+    assert (kept, val_accuracy, same) == (kept_stage, stage_two_accuracy if kept_stage == 2 else 0.4, kept_stage == 1)
+    notice = capsys.readouterr().out
+    assert ("never rose above chance (50.0%" in notice) == (kept_stage == 1)
