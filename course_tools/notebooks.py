@@ -2,7 +2,8 @@
 
 A maintainer edits only the notebooks in ``solutions/``. ``course build`` then
 
-1. rewrites the cell tagged ``setup`` (installs the package on Colab and Kaggle; :mod:`course_tools.setup_cell`)
+1. writes the first sentence of each header's ``**Time:**`` paragraph from the stored run's cell times
+   (:mod:`course_tools.header_time`), and rewrites the cell tagged ``setup`` (installs the package on Colab and Kaggle; :mod:`course_tools.setup_cell`)
    and the markdown cell tagged ``badges`` ("Open in Colab", "Open in Kaggle"; :mod:`course_tools.badges`),
    with the repository address of the course being built: data, not code, in one place, the ``Repository``
    entry of ``[project.urls]`` in the ``pyproject.toml`` beside ``solutions/`` (:mod:`course_tools.repository`);
@@ -31,6 +32,7 @@ from typing import Any, NamedTuple
 import nbformat
 
 from course_tools.badges import BADGES_TAG, BRANCH, badges_markdown, notebook_url
+from course_tools.header_time import sync_time_line
 from course_tools.parameters import PARAMETERS_TAG, Parameter, read_parameters, show_parameters
 from course_tools.repository import checked_repository_url, course_root, repository_url, set_repository_url
 from course_tools.setup_cell import SETUP_CELL_METADATA, SETUP_TAG, release_tag, setup_cell_source
@@ -76,13 +78,14 @@ def _tagged(nb: nbformat.NotebookNode, tag: str) -> list[Any]:
 
 
 def sync_template_cells(nb: nbformat.NotebookNode, lesson: str, repository: str | None = None) -> bool:
-    """Rewrite the ``setup`` and ``badges`` cells of ``nb`` from their templates; whether any changed.
+    """Rewrite the ``setup`` and ``badges`` cells of ``nb`` from their templates, and the header's time from the
+    stored run (:mod:`course_tools.header_time`); whether any changed.
 
     The set-up cell also gets :data:`~course_tools.setup_cell.SETUP_CELL_METADATA` (its source hidden), the
     rest of its metadata kept.
     """
     templates = ((SETUP_TAG, setup_cell_source(repository)), (BADGES_TAG, badges_markdown(lesson, repository)))
-    changed = False
+    changed = sync_time_line(nb)
     for tag, source in templates:
         for cell in _tagged(nb, tag):
             if cell.source != source:
@@ -366,7 +369,8 @@ def check(solutions_dir: str | Path = "solutions", notebooks_dir: str | Path = "
         if lesson.ids_added:
             problems.append(f"{path}: cells without ids; run `course build`.")
         if lesson.templates_changed:
-            problems.append(f"{path}: the set-up or badges cell differs from its template; run `course build`.")
+            problems.append(f"{path}: the set-up or badges cell differs from its template, or the header's time from "
+                            "the stored run; run `course build`.")
         target = notebooks_dir / path.name
         if target.is_symlink() or (target.exists() and not target.is_file()):
             problems.append(f"{target}: not a regular file; course build will not write there: move it away.")

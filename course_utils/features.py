@@ -42,10 +42,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from course_utils.checkpoints import weights_checksum
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
 from course_utils.files import atomic_write, display_path
-from course_utils.loaders import batches_with_progress, in_sample_order
+from course_utils.loaders import batches_with_progress, in_sample_order, make_loader
 from course_utils.training import fit
 
-__all__ = ["clear_feature_cache", "compute_features", "feature_cache_key", "feature_loader", "train_head_on_features"]
+__all__ = ["clear_feature_cache", "compute_features", "feature_cache_key", "feature_loader", "features_of_images",
+           "train_head_on_features"]
 
 #: Features computed in this Python session, by cache key: ``(contents, features, labels)`` where contents
 #: names the images the loader read, in order (see :func:`_loader_contents` and :func:`clear_feature_cache`).
@@ -141,6 +142,32 @@ def compute_features(
             torch.save({"features": features, "labels": labels, "key": cache_key, "shape": list(features.shape),
                         "sha256": _cache_checksum(features, labels), "contents": contents}, temporary)
     return features, labels
+
+
+def features_of_images(
+    extractor: nn.Module,
+    samples: Sequence[Any],
+    transform: Any,
+    info: Any,
+    *,
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike[str] | None = None,
+    num_workers: int | None = None,
+    verbose: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``extractor``'s features of ``samples`` seen through ``transform``; return ``(features, labels)``.
+
+    The three steps a lesson would otherwise write each time: a loader that keeps the samples' order
+    (``shuffle=False``), a cache key from the backbone ``info`` (its ``name`` and ``weights``, a
+    :class:`~course_utils.backbones.BackboneInfo`), the samples and the transform (:func:`feature_cache_key`),
+    then :func:`compute_features` on ``extractor``'s device. The same call again returns at once from the cache
+    (in memory, and on disk in ``cache_dir``). Use the evaluation transform: see the module's docstring.
+    """
+    device = model_device(extractor)
+    loader = make_loader(samples, transform, batch_size=batch_size, shuffle=False, device=device,
+                         num_workers=num_workers)
+    key = feature_cache_key(info.name, info.weights, samples, transform)
+    return compute_features(extractor, loader, device=device, cache_dir=cache_dir, cache_key=key, verbose=verbose)
 
 
 def _loader_contents(loader: Iterable) -> str | None:

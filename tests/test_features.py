@@ -261,3 +261,25 @@ def test_warm_and_cold_caches_leave_the_global_generator_alike(make_image_folder
         list(feature_loader(torch.zeros(5, 2), torch.zeros(5, dtype=torch.long), batch_size=2))  # evaluating
         states.append(torch.get_rng_state())
     assert torch.equal(*states)
+
+
+def test_features_of_images_keeps_the_samples_order_and_serves_the_second_call_from_the_cache(make_image_folder,
+                                                                                               tmp_path):
+    from types import SimpleNamespace
+
+    from course_utils.features import features_of_images
+
+    samples, transform, loader = _signs(make_image_folder)
+    backbone, cache = CountingBackbone(), tmp_path / "feature_cache"
+    info = SimpleNamespace(name="tiny", weights="weights")
+    expected, _ = compute_features(backbone, loader(False), verbose=False)
+    seen = backbone.images_seen
+    features, labels = features_of_images(backbone, samples, transform, info, batch_size=5, cache_dir=cache,
+                                          num_workers=0, verbose=False)
+    assert torch.equal(features, expected) and labels.tolist() == [sample.label for sample in samples]
+    assert backbone.images_seen == seen + 12
+    key = feature_cache_key("tiny", "weights", samples, transform)
+    assert [path.name for path in cache.iterdir()] == [f"features-{key}.pt"]
+    clear_feature_cache()  # a restarted kernel: the file answers
+    again, _ = features_of_images(backbone, samples, transform, info, cache_dir=cache, num_workers=0, verbose=False)
+    assert torch.equal(again, expected) and backbone.images_seen == seen + 12

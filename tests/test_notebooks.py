@@ -299,7 +299,8 @@ def test_the_set_up_cell_is_collapsed_in_solutions_and_student_notebooks(tmp_pat
     shown.cells[1].metadata["jupyter"]["source_hidden"] = False
     nbformat.write(shown, str(solutions / "01_demo.ipynb"))
     assert check(solutions, notebooks) == [f"{solutions / '01_demo.ipynb'}: the set-up or badges cell differs from "
-                                           "its template; run `course build`."]
+                                           "its template, or the header's time from the stored run; run "
+                                           "`course build`."]
 
 
 def test_badges_point_at_the_student_notebook():
