@@ -3,7 +3,8 @@
 A maintainer edits only the notebooks in ``solutions/``. ``course build`` then
 
 1. writes the first sentence of each header's ``**Time:**`` paragraph from the stored run's cell times
-   (:mod:`course_tools.header_time`), and rewrites the cell tagged ``setup`` (installs the package on Colab and Kaggle; :mod:`course_tools.setup_cell`)
+   (:mod:`course_tools.header_time`), and rewrites the cell tagged ``setup`` (installs the package on Colab and
+   Kaggle; :mod:`course_tools.setup_cell`)
    and the markdown cell tagged ``badges`` ("Open in Colab", "Open in Kaggle"; :mod:`course_tools.badges`),
    with the repository address of the course being built: data, not code, in one place, the ``Repository``
    entry of ``[project.urls]`` in the ``pyproject.toml`` beside ``solutions/`` (:mod:`course_tools.repository`);
