@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import socket
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -35,6 +32,7 @@ from typing import NamedTuple
 from PIL import Image
 
 from course_utils import synthetic
+from course_utils.cache_folders import build_folder_once
 from course_utils.files import display_path, write_json_atomic
 
 __all__ = ["COPY_MARKER", "FOLDER_VERSION", "SAMPLE_CLASSES", "UNLABELED_PER_CLASS", "SampleFolder",
@@ -113,47 +111,22 @@ def make_sample_folder(root: Path | str, *, seed: int = 0, verbose: bool = True)
 
     ``root/<settings-hash>/labeled/<class>/...`` and ``root/<settings-hash>/unlabeled/...``. The folder is
     assembled under a temporary name and renamed when complete, so an interrupted run never leaves a folder that
-    looks finished; the temporary folder names its owner (host and process), and the next call removes those
-    whose owner is dead (a kernel killed mid-way). About 230 small images: a few seconds.
+    looks finished, and the next call removes what a killed run left (:mod:`course_utils.cache_folders`). About
+    230 small images: a few seconds.
     """
     settings = {"version": FOLDER_VERSION, "generator_version": synthetic.GENERATOR_VERSION, "seed": seed,
                 "classes": {name: list(value) for name, value in SAMPLE_CLASSES.items()},
                 "unlabeled_per_class": UNLABELED_PER_CLASS}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     folder = Path(root).expanduser() / digest
-    result = SampleFolder(folder / "labeled", folder / "unlabeled")
-    if folder.parent.is_dir():
-        synthetic.remove_stale_partials(folder.parent, verbose=verbose)
-    if _finished(folder, settings):
-        return result
-    if folder.exists() and not isinstance(synthetic.read_manifest(folder), dict):
-        raise FileExistsError(f"{display_path(folder)} exists but is not a practice folder the course made (no "
-                              f"readable {synthetic.MANIFEST_NAME}): move it away, then run the cell again.")
-    partial = folder.with_name(f".{digest}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        partial.mkdir(parents=True)
-        (partial / synthetic.OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+
+    def write(partial: Path) -> dict:
         if verbose:
             print(f"Making lesson 5's sample folder in {display_path(folder)} ...")
-        counts = _write_folder(partial, seed)
-        write_json_atomic(partial / synthetic.MANIFEST_NAME, {"settings": settings, "counts": counts})
-        (partial / synthetic.OWNER_FILE).unlink()
-        if _finished(folder, settings):  # another process (a second notebook) finished the same folder meanwhile
-            shutil.rmtree(partial)
-            return result
-        if folder.exists():  # the course's, made with other settings (its manifest says so)
-            shutil.rmtree(folder)
-        os.replace(partial, folder)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return result
+        return {"counts": _write_folder(partial, seed)}
 
-
-def _finished(folder: Path, settings: dict) -> bool:
-    """Whether ``folder`` is a complete practice folder made with ``settings`` (its manifest says so)."""
-    manifest = synthetic.read_manifest(folder)
-    return isinstance(manifest, dict) and manifest.get("settings") == settings
+    build_folder_once(folder, settings, write, not_ours="a practice folder the course made", verbose=verbose)
+    return SampleFolder(folder / "labeled", folder / "unlabeled")
 
 
 # ---------------------------------------------------------------------------------- the unlabeled copy

@@ -26,12 +26,7 @@ import hashlib
 import importlib.util
 import io
 import json
-import os
-import shutil
-import socket
 import stat
-import time
-import uuid
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,12 +34,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from course_utils.cache_folders import MANIFEST_NAME, build_folder_once
 from course_utils.config import TARGET_SIGNS
-from course_utils.files import atomic_write, display_path, write_json_atomic
+from course_utils.files import atomic_write, write_json_atomic
 
-__all__ = ["ALL_SIGNS", "GENERATOR_VERSION", "MANIFEST_NAME", "OTHER_SIGNS", "OWNER_FILE", "SCENE_COLOURS",
-           "SCENE_SIZE", "STALE_SECONDS", "SUPERSAMPLING", "generate_signs", "read_manifest", "remove_stale_partials",
-           "render_scene", "render_sign"]
+__all__ = ["ALL_SIGNS", "GENERATOR_VERSION", "OTHER_SIGNS", "SCENE_COLOURS", "SCENE_SIZE", "SUPERSAMPLING",
+           "generate_signs", "render_scene", "render_sign"]
 
 #: Sign types that are not among the four targets; lesson 4 folds them into "unknown".
 OTHER_SIGNS: tuple[str, ...] = (
@@ -56,7 +51,6 @@ ALL_SIGNS: tuple[str, ...] = TARGET_SIGNS + OTHER_SIGNS
 
 #: Bump when the images change, so that cached folders from an older generator are not reused.
 GENERATOR_VERSION = 1
-MANIFEST_NAME = "manifest.json"
 SCENE_SIZE = 144  # side of the square scene each track is cut from, in pixels
 SUPERSAMPLING = 4  # signs are drawn this many times larger, then downsampled (anti-aliasing)
 
@@ -418,56 +412,6 @@ def _track_rng(seed: int, name: str, track: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode()), track])
 
 
-def read_manifest(folder: Path) -> dict | None:
-    """The manifest of a generated folder (settings, counts), or ``None`` when it is missing or unreadable."""
-    try:
-        return json.loads((folder / MANIFEST_NAME).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-#: A generation's temporary folder holds this file naming its host and process, so that the next run can tell
-#: a folder left by a killed run (removed) from one another run is still filling (kept).
-OWNER_FILE = ".owner"
-
-#: A temporary folder without a living owner is removed after this many seconds.
-STALE_SECONDS = 24 * 3600
-
-
-def _owner_alive(partial: Path) -> bool:
-    """Whether the process that writes ``partial`` still runs.
-
-    A folder without a readable owner file is not proven to be the course's, so it counts as alive and is
-    never removed: the course deletes only what its marker says it made.
-    """
-    try:
-        host, pid = (partial / OWNER_FILE).read_text().split()
-    except (OSError, ValueError):
-        return True
-    if host != socket.gethostname():
-        return time.time() - partial.stat().st_mtime < STALE_SECONDS
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, OverflowError):
-        return True
-    return True
-
-
-def remove_stale_partials(root: Path | str, *, verbose: bool = True) -> list[Path]:
-    """Remove the ``.<hash>.partial-*`` folders that killed generations left in ``root``; return them."""
-    removed = []
-    for stale in sorted(Path(root).expanduser().glob(".*.partial-*")):
-        if stale.is_dir() and not _owner_alive(stale):
-            shutil.rmtree(stale, ignore_errors=True)
-            removed.append(stale)
-    if removed and verbose:
-        print(f"ℹ️ Removed {len(removed)} unfinished folder(s) of interrupted generations in {display_path(root)}: "
-              f"{', '.join(path.name for path in removed)}.")
-    return removed
-
-
 def _png_bytes(frame: Image.Image) -> bytes:
     """A frame as the PNG file the generator writes (the same bytes for the same frame)."""
     buffer = io.BytesIO()
@@ -486,7 +430,7 @@ def _intact(path: Path, size: object, digest: object, check_digest: bool) -> boo
         return False
 
 
-def _repair(folder: Path, manifest: dict, settings: dict) -> None:
+def _repair(folder: Path, manifest: dict) -> None:
     """Draw again the generated images that differ from the manifest's record: another size (truncated,
     emptied, deleted) or other bytes of the same size (damaged in place; manifests of older course versions
     record sizes only).
@@ -495,6 +439,7 @@ def _repair(folder: Path, manifest: dict, settings: dict) -> None:
     image whose bytes still differ from the record (another Pillow may compress differently) is recorded in
     the manifest, so that it is not drawn again on every call.
     """
+    settings = manifest["settings"]
     sizes = dict(manifest["sizes"]) if isinstance(manifest.get("sizes"), dict) else {}
     check_digests = isinstance(manifest.get("digests"), dict)
     digests = dict(manifest["digests"]) if check_digests else {}
@@ -555,49 +500,29 @@ def generate_signs(
         raise ValueError("tracks_per_class and frames_per_track must be at least 1.")
     settings = _settings(classes, tracks_per_class, frames_per_track, seed)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    folder = Path(root).expanduser() / digest
-    if folder.parent.is_dir():
-        remove_stale_partials(folder.parent, verbose=verbose)
-    manifest = read_manifest(folder)
-    if isinstance(manifest, dict) and manifest.get("settings") == settings:
-        _repair(folder, manifest, settings)
-        return folder
 
-    partial = folder.with_name(f".{digest}.partial-{uuid.uuid4().hex[:8]}")
-    from course_utils.progress import close_progress_bar, open_progress_bar
+    def draw(partial: Path) -> dict:
+        from course_utils.progress import close_progress_bar, open_progress_bar
 
-    bar = open_progress_bar(total=len(settings["classes"]) * tracks_per_class * frames_per_track,
-                            description="Drawing synthetic signs", unit="image", show=verbose)
-    sizes: dict[str, int] = {}
-    digests: dict[str, str] = {}
-    try:
-        partial.mkdir(parents=True)
-        (partial / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
-        for name in settings["classes"]:
-            (partial / name).mkdir(parents=True)
-            for track in range(tracks_per_class):
-                frames = _track_frames(name, _track_rng(seed, name, track), frames_per_track)
-                for index, frame in enumerate(frames):
-                    relative = f"{name}/{track:05d}_{index:05d}.png"
-                    data = _png_bytes(frame)
-                    (partial / relative).write_bytes(data)
-                    sizes[relative], digests[relative] = len(data), hashlib.sha256(data).hexdigest()
-                bar.update(frames_per_track)
-        record = {"settings": settings,
-                  "counts": {name: tracks_per_class * frames_per_track for name in settings["classes"]},
-                  "sizes": sizes, "digests": digests}
-        write_json_atomic(partial / MANIFEST_NAME, record)
-        (partial / OWNER_FILE).unlink()
-        if folder.exists():  # left by an interrupted run of an older layout, or finished meanwhile
-            if read_manifest(folder) == record:
-                shutil.rmtree(partial)
-                return folder
-            shutil.rmtree(folder)
-        os.replace(partial, folder)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    finally:
-        close_progress_bar(bar)
-    return folder
+        bar = open_progress_bar(total=len(settings["classes"]) * tracks_per_class * frames_per_track,
+                                description="Drawing synthetic signs", unit="image", show=verbose)
+        sizes: dict[str, int] = {}
+        digests: dict[str, str] = {}
+        try:
+            for name in settings["classes"]:
+                (partial / name).mkdir(parents=True)
+                for track in range(tracks_per_class):
+                    frames = _track_frames(name, _track_rng(seed, name, track), frames_per_track)
+                    for index, frame in enumerate(frames):
+                        relative = f"{name}/{track:05d}_{index:05d}.png"
+                        data = _png_bytes(frame)
+                        (partial / relative).write_bytes(data)
+                        sizes[relative], digests[relative] = len(data), hashlib.sha256(data).hexdigest()
+                    bar.update(frames_per_track)
+        finally:
+            close_progress_bar(bar)
+        return {"counts": {name: tracks_per_class * frames_per_track for name in settings["classes"]},
+                "sizes": sizes, "digests": digests}
 
+    return build_folder_once(Path(root).expanduser() / digest, settings, draw, repair=_repair,
+                             not_ours="a folder of synthetic signs the course made", verbose=verbose)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from course_utils import features, synthetic
+from course_utils import cache_folders, features
 from course_utils.features import clear_feature_cache, compute_features
 from course_utils.synthetic import generate_signs
 
@@ -97,15 +97,20 @@ def test_stale_partial_folders_of_killed_generations_are_removed(tmp_path, capsy
     assert not list(tmp_path.glob(".*.partial-*"))
     assert "Removed 1 unfinished folder(s) of interrupted generations" in capsys.readouterr().out
     assert len(list(folder.rglob("*.png"))) == 8
-    assert not (folder / synthetic.OWNER_FILE).exists()
+    assert not (folder / cache_folders.MARKER_FILE).exists()
 
 
 def test_a_partial_folder_of_a_running_generation_is_kept(tmp_path):
+    from filelock import FileLock
+
     partial = tmp_path / ".abc.partial-1234"
     partial.mkdir()
-    (partial / synthetic.OWNER_FILE).write_text(f"{__import__('socket').gethostname()} {os.getpid()}\n")
-    assert synthetic.remove_stale_partials(tmp_path, verbose=False) == []
+    (partial / cache_folders.MARKER_FILE).write_text("made by the course")
+    with FileLock(tmp_path / ".abc.lock"):  # its writer (another notebook) is alive and holds the folder's lock
+        assert cache_folders.remove_abandoned_partials(tmp_path, verbose=False) == []
     assert partial.is_dir()
+    assert cache_folders.remove_abandoned_partials(tmp_path, verbose=False) == [partial]  # the writer is gone
+    assert not partial.exists()
 
 
 # ------------------------------------------------- issue 24, item 10: same-size damage is found by a checksum
@@ -176,10 +181,10 @@ def test_a_generated_image_damaged_in_place_is_named_and_drawn_again(tmp_path, c
 
 def test_a_redrawn_image_that_differs_from_the_record_is_recorded_not_redrawn_forever(tmp_path, capsys):
     folder = generate_signs(tmp_path, **SMALL, verbose=False)
-    manifest = synthetic.read_manifest(folder)
+    manifest = cache_folders.read_manifest(folder)
     relative = "stop/00000_00000.png"
     manifest["digests"][relative] = "0" * 64  # as if another Pillow had compressed it differently
-    (folder / synthetic.MANIFEST_NAME).write_text(json.dumps(manifest))
+    (folder / cache_folders.MANIFEST_NAME).write_text(json.dumps(manifest))
     generate_signs(tmp_path, **SMALL, verbose=False)
     assert "1 generated image(s) are damaged" in capsys.readouterr().out
     generate_signs(tmp_path, **SMALL, verbose=False)
@@ -188,19 +193,22 @@ def test_a_redrawn_image_that_differs_from_the_record_is_recorded_not_redrawn_fo
 
 def test_a_manifest_naming_files_outside_the_folder_writes_nothing_there(tmp_path, capsys):
     folder = generate_signs(tmp_path / "signs", **SMALL, verbose=False)
-    manifest = synthetic.read_manifest(folder)
+    manifest = cache_folders.read_manifest(folder)
     manifest["sizes"]["../../escape.png"] = 1
     manifest["digests"]["../../escape.png"] = "0" * 64
-    (folder / synthetic.MANIFEST_NAME).write_text(json.dumps(manifest))
+    (folder / cache_folders.MANIFEST_NAME).write_text(json.dumps(manifest))
     assert generate_signs(tmp_path / "signs", **SMALL, verbose=False) == folder
     assert not (tmp_path / "escape.png").exists() and capsys.readouterr().out == ""
 
 
-def test_a_manifest_that_is_not_a_dictionary_is_regenerated(tmp_path):
+def test_a_manifest_that_is_not_a_dictionary_proves_nothing_and_the_folder_is_kept(tmp_path):
+    import pytest
+
     folder = generate_signs(tmp_path, **SMALL, verbose=False)
-    (folder / synthetic.MANIFEST_NAME).write_text("[1, 2]")
-    assert generate_signs(tmp_path, **SMALL, verbose=False) == folder
-    assert isinstance(synthetic.read_manifest(folder), dict)
+    (folder / cache_folders.MANIFEST_NAME).write_text("[1, 2]")
+    with pytest.raises(FileExistsError, match="move it away"):
+        generate_signs(tmp_path, **SMALL, verbose=False)
+    assert (folder / cache_folders.MANIFEST_NAME).read_text() == "[1, 2]" and len(list(folder.rglob("*.png"))) == 8
 
 
 def test_a_partial_looking_folder_without_the_owner_marker_is_never_removed(tmp_path):
@@ -210,5 +218,5 @@ def test_a_partial_looking_folder_without_the_owner_marker_is_never_removed(tmp_
     (foreign / "photo.jpg").write_bytes(b"not the course's")
     old = time.time() - 10 * 24 * 3600
     os.utime(foreign, (old, old))
-    assert synthetic.remove_stale_partials(tmp_path, verbose=False) == []
+    assert cache_folders.remove_abandoned_partials(tmp_path, verbose=False) == []
     assert (foreign / "photo.jpg").read_bytes() == b"not the course's"

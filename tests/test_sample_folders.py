@@ -80,7 +80,7 @@ def test_a_folder_finished_meanwhile_by_another_notebook_is_kept(tmp_path, monke
     folder = result.labeled.parent
     assert (folder / "marker").is_file()  # the finished folder was kept, not deleted while others may read it
     assert sorted(p.relative_to(folder) for p in folder.rglob("*") if p.name != "marker") == files_before
-    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no partial folder left behind
+    assert sorted(p.name for p in folder.parent.iterdir()) == [f".{folder.name}.lock", folder.name]  # no partial
 
 
 # ------------------------------------------------------------------ nothing of the user's is deleted (issue 24)
@@ -153,20 +153,33 @@ def test_a_partial_folder_of_a_killed_run_is_removed_by_the_next_run(tmp_path):
     partials = list(root.glob(".*.partial-*"))
     assert len(partials) == 1 and not (partials[0] / "manifest.json").exists()  # the killed run's leftover
     made = sample_folders.make_sample_folder(root, verbose=False)
-    assert [path.name for path in root.iterdir()] == [made.labeled.parent.name]
+    folder = made.labeled.parent.name
+    assert sorted(path.name for path in root.iterdir()) == [f".{folder}.lock", folder]  # the lock file stays
     assert not (made.labeled.parent / ".owner").exists()
 
 
-def test_a_partial_folder_whose_owner_still_runs_is_kept(tmp_path):
-    import os
-    import socket
+def test_a_second_notebook_waits_for_the_first_and_finds_the_folder_finished(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from filelock import FileLock
 
     root = tmp_path / "root"
-    running = root / ".0123456789ab.partial-abcdef12"  # another notebook, still drawing
-    running.mkdir(parents=True)
-    (running / ".owner").write_text(f"{socket.gethostname()} {os.getpid()}\n")
-    sample_folders.make_sample_folder(root, verbose=False)
-    assert running.is_dir()
+    first = sample_folders.make_sample_folder(tmp_path / "other", verbose=False)  # to learn the folder's name
+    name = first.labeled.parent.name
+    root.mkdir()
+    code = ("import sys\nfrom course_utils import sample_folders\n"
+            "print(sample_folders.make_sample_folder(sys.argv[1], verbose=True).labeled)")
+    with FileLock(root / f".{name}.lock"):  # the first notebook is drawing
+        child = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert child.poll() is None  # the second one waits instead of drawing beside it
+        shutil.copytree(first.labeled.parent, root / name)  # the first one's finished folder arrives
+    out, _ = child.communicate(timeout=120)
+    assert child.returncode == 0 and "Making lesson 5's sample folder" not in out  # it found the folder finished
+    assert out.strip().endswith(f"{name}/labeled")
 
 
 def test_a_folder_in_the_way_without_the_courses_manifest_is_not_deleted(tmp_path):
