@@ -82,7 +82,8 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | str | Non
             *, verbose: bool = False, channels_last: bool | None = None) -> Predictions:
     """Run ``model`` (in eval mode, no gradients) over ``loader`` and collect its :class:`Predictions`.
 
-    ``loader`` yields ``(images, labels)`` or just images. ``device`` defaults to where the model is.
+    ``loader`` yields ``(images, labels)`` or just images (an empty loader gives empty predictions). ``device``
+    defaults to where the model is.
     The model and the batches go channels-last where that is faster (``channels_last=None`` follows
     :data:`course_utils.devices.CHANNELS_LAST`; the predictions are the same up to float rounding).
     """
@@ -97,6 +98,9 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | str | Non
             all_logits.append(logits.float().cpu())
             if targets is not None:
                 all_targets.append(targets.cpu())
+    if not all_logits:  # an empty loader (a folder of unreadable files, say): no predictions, not an error
+        empty = torch.empty(0, 0)
+        return Predictions(empty, empty, torch.empty(0, dtype=torch.long), None)
     targets = torch.cat(all_targets) if all_targets else None
     return _from_logits(torch.cat(all_logits), targets)
 
@@ -122,10 +126,38 @@ def predict_image(model: nn.Module, path: str | os.PathLike[str], transform: Cal
     return series.sort_values(ascending=False)
 
 
+class _FolderImages(torch.utils.data.Dataset):
+    """The images at ``paths`` through ``transform``, each as ``(tensor, index, None)``; an image that cannot be
+    read gives ``(None, index, why)`` instead of an error, so that one bad file never stops the others."""
+
+    def __init__(self, paths: Sequence[Path], transform: Callable) -> None:
+        self.paths, self.transform = list(paths), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str | None]:
+        try:
+            return self.transform(load_rgb(self.paths[index])), index, None
+        except (OSError, ValueError, SyntaxError) as error:  # unreadable, corrupt, not an image after all
+            return None, index, type(error).__name__
+        except (MemoryError, Image.DecompressionBombError):  # one huge image: skip it, keep the others
+            return None, index, "too large to decode"
+
+
+def _readable_batch(items: list[tuple[torch.Tensor | None, int, str | None]]) -> tuple[Any, ...]:
+    """A loader batch of :class:`_FolderImages` items: ``(images, indices, [(index, why), ...])``."""
+    readable = [(image, index) for image, index, _ in items if image is not None]
+    images = torch.stack([image for image, _ in readable]) if readable else torch.empty(0)
+    indices = torch.tensor([index for _, index in readable], dtype=torch.long)
+    return images, indices, [(index, why) for _, index, why in items if why is not None]
+
+
 def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: Callable,
                    classes: Sequence[str], csv_path: str | os.PathLike[str] | None = None, *,
                    device: torch.device | str | None = None, batch_size: int = 64,
-                   top_k: int = 1, verbose: bool = True, channels_last: bool | None = None) -> pd.DataFrame:
+                   top_k: int = 1, verbose: bool = True, channels_last: bool | None = None,
+                   num_workers: int | None = None) -> pd.DataFrame:
     """Predict every image in ``folder`` (and its sub-folders); return and write a CSV table.
 
     Columns: ``file`` (path relative to ``folder``), ``predicted_class``, ``confidence`` (the probability
@@ -136,56 +168,51 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
     ``csv_path`` when given (atomically, names that are not UTF-8 escaped, formula-like cells neutralised); when
     it cannot be written (a full disk, a file in the way) a warning says so and the table is still returned,
     so no computed prediction is lost.
+
+    The images go through a DataLoader (``num_workers`` background processes decode them, by default
+    :func:`course_utils.loaders.default_num_workers`) and :func:`predict`, the same path as every evaluation in
+    the lessons. ``transform`` should be the model's evaluation transform.
     """
+    from torch.utils.data import DataLoader
+
+    from course_utils.loaders import default_num_workers
+
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, not {top_k}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1, not {batch_size!r}.")
     top_k = min(top_k, len(classes))
     folder = Path(folder)
-    device = torch.device(device) if device is not None else model_device(model)
-    prepare_model(model, device, channels_last)
     paths = list_unlabeled_images(folder)
-    rows: list[dict[str, Any]] = []
+    workers = default_num_workers() if num_workers is None else num_workers
+    loader = DataLoader(_FolderImages(paths, transform), batch_size=batch_size, shuffle=False,
+                        num_workers=min(workers, max(0, len(paths) // batch_size)), collate_fn=_readable_batch)
     skipped: list[str] = []
-    batch: list[torch.Tensor] = []
-    names: list[str] = []
 
-    def flush() -> None:
-        if not batch:
-            return
-        with run_autocast(device):
-            logits = model(batch_to_device(torch.stack(batch), device, channels_last)).float()
-        probabilities = torch.softmax(logits, dim=1).cpu()
-        confidence, predicted = probabilities.max(dim=1)
-        best_probabilities, best_labels = probabilities.topk(top_k, dim=1)
-        for index, (name, label, probability) in enumerate(
-                zip(names, predicted.tolist(), confidence.tolist(), strict=True)):
-            row = {"file": name, "predicted_class": classes[label], "confidence": probability}
+    def readable_batches() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        for images, indices, problems in batches_with_progress(loader, description="predict", show=verbose):
+            skipped.extend(f"{printable_name(paths[index].name)} ({why})" for index, why in problems)
+            if len(indices):
+                yield images, indices  # the indices stand where labels would: predict keeps them in order
+
+    predictions = predict(model, readable_batches(), device, channels_last=channels_last)
+    if len(predictions) and predictions.logits.shape[1] != len(classes):
+        raise ValueError(f"The model has {predictions.logits.shape[1]} outputs but {len(classes)} class names "
+                         "were given.")
+    rows: list[dict[str, Any]] = []
+    if len(predictions):
+        best_probabilities, best_labels = predictions.probabilities.topk(top_k, dim=1)
+        for row_number, index in enumerate(predictions.targets.tolist()):
+            label = int(predictions.predicted[row_number])
+            row = {"file": paths[index].relative_to(folder).as_posix(), "predicted_class": classes[label],
+                   "confidence": float(predictions.probabilities[row_number, label])}
             if top_k > 1:
-                for rank, (other, other_probability) in enumerate(
-                        zip(best_labels[index].tolist(), best_probabilities[index].tolist(), strict=True), 1):
+                for rank, (other, probability) in enumerate(
+                        zip(best_labels[row_number].tolist(), best_probabilities[row_number].tolist(), strict=True),
+                        1):
                     row[f"top_{rank}_class"] = classes[other]
-                    row[f"top_{rank}_probability"] = other_probability
+                    row[f"top_{rank}_probability"] = probability
             rows.append(row)
-        batch.clear()
-        names.clear()
-
-    with evaluating(model):
-        for path in batches_with_progress(paths, description="predict", unit="image", show=verbose):
-            try:
-                tensor = transform(load_rgb(path))
-            except (OSError, ValueError, SyntaxError) as error:
-                skipped.append(f"{printable_name(path.name)} ({type(error).__name__})")
-                continue
-            except (MemoryError, Image.DecompressionBombError):  # one huge image: skip it, keep the others
-                skipped.append(f"{printable_name(path.name)} (too large to decode)")
-                continue
-            batch.append(tensor)
-            names.append(path.relative_to(folder).as_posix())
-            if len(batch) == batch_size:
-                flush()
-        flush()
     if skipped:
         shown = ", ".join(skipped[:3]) + (f", +{len(skipped) - 3} more" if len(skipped) > 3 else "")
         print(f"⚠️ Skipped {len(skipped)} of {len(paths)} files in {display_path(folder)} that could not be read: "

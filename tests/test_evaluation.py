@@ -107,6 +107,38 @@ def test_predict_folder_writes_the_csv_and_skips_bad_files(tmp_path, capsys):
     assert len(lines) == 1 and "3" in lines[0]
 
 
+def test_predict_folder_with_worker_processes_gives_the_same_table_and_skips_in_the_workers(tmp_path, capsys):
+    # the images are decoded in a DataLoader's worker processes; a bad file there is skipped, not a crash
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    for number in range(7):
+        Image.new("RGB", (20, 20), (40 * number, 250 - 30 * number, 90)).save(folder / f"image{number}.png")
+    (folder / "image3.png").write_bytes(b"")  # broken, in the middle of a batch
+    model = MeanColour()
+    in_process = predict_folder(model, folder, TRANSFORM, CLASSES, batch_size=2, num_workers=0, top_k=2,
+                                verbose=False)
+    in_workers = predict_folder(model, folder, TRANSFORM, CLASSES, batch_size=2, num_workers=2, top_k=2,
+                                verbose=False)
+    pd.testing.assert_frame_equal(in_workers, in_process)
+    assert in_process["file"].tolist() == [f"image{number}.png" for number in (0, 1, 2, 4, 5, 6)]
+    assert capsys.readouterr().out.count("Skipped 1 of 7 files") == 2
+
+
+def test_predict_folder_where_no_image_could_be_read_gives_an_empty_table(tmp_path, capsys):
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    Image.new("RGB", (30, 30), (0, 250, 0)).save(folder / "green.png")
+
+    def refusing(image):  # e.g. a transform for another image mode
+        raise ValueError("not for this image")
+
+    table = predict_folder(MeanColour(), folder, refusing, CLASSES, verbose=False)
+    assert table.empty and list(table.columns) == ["file", "predicted_class", "confidence"]
+    out = capsys.readouterr().out
+    assert "Skipped 1 of 1 files" in out and "green.png (ValueError)" in out
+    assert len(predict(MeanColour(), [])) == 0  # an empty loader: no predictions, not an error
+
+
 def test_classification_table_has_per_class_rows_and_averages():
     targets = [0, 0, 0, 1, 1, 2]
     predicted = [0, 0, 1, 1, 1, 1]
