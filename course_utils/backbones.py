@@ -25,10 +25,10 @@ import torch
 import torchvision
 from PIL import Image
 from torch import nn
-from torchvision.transforms import v2
 
 from course_utils.devices import evaluating
 from course_utils.image_files import load_rgb
+from course_utils.transforms import eval_transform
 
 __all__ = ["BACKBONES", "EFFICIENTNET", "RESNET", "Architecture", "BackboneInfo", "BackboneSpec", "architecture_of",
            "imagenet_top_k", "load_backbone"]
@@ -226,14 +226,7 @@ def _imagenet_preprocess(image: Any, info: BackboneInfo) -> torch.Tensor:
         image = image.convert("RGB")
     else:  # a numpy array (H, W, 3) of uint8, as scikit-learn's load_sample_image returns
         image = Image.fromarray(image).convert("RGB")
-    transform = v2.Compose([
-        v2.ToImage(),
-        v2.Resize(round(info.input_size / 0.875), antialias=True),  # the usual 256 for a 224 crop
-        v2.CenterCrop(info.input_size),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(info.mean, info.std),
-    ])
-    return transform(image).unsqueeze(0)
+    return eval_transform(info, crop=True)(image).unsqueeze(0)  # ImageNet's recipe, for ImageNet's own head
 
 
 def imagenet_top_k(model: nn.Module, info: BackboneInfo, image: Any, k: int = 5) -> list[tuple[str, float]]:

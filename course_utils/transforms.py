@@ -42,17 +42,25 @@ def _image_size(info: Any, image_size: int | None) -> int:
 
 
 def eval_transform(info: Any = None, image_size: int | None = None, *, mean: Sequence[float] | None = None,
-                   std: Sequence[float] | None = None) -> v2.Compose:
+                   std: Sequence[float] | None = None, crop: bool = False) -> v2.Compose:
     """Validation/test pipeline: resize to a square ``image_size``, make a float tensor, normalise.
 
     ``info`` is the backbone's :class:`~course_utils.backbones.BackboneInfo` (its mean, std and, when
     ``image_size`` is not given, its input size); or pass ``mean=`` and ``std=`` yourself.
+
+    The course's models are trained and evaluated on whole images squashed to a square (``crop=False``): a sign
+    at the edge of a photo stays in the picture. ``crop=True`` is ImageNet's own validation recipe, for a
+    photo shown to the untouched ImageNet head (:func:`course_utils.backbones.imagenet_top_k`): the short side
+    resized to ``image_size / 0.875`` (256 for 224), then the centre ``image_size`` square cut out, so that the
+    aspect ratio is kept.
     """
     mean, std = _mean_std(info, mean, std)
     size = _image_size(info, image_size)
+    resize = [v2.Resize(round(size / 0.875), antialias=True), v2.CenterCrop(size)] if crop else \
+        [v2.Resize((size, size), antialias=True)]
     return v2.Compose([
         v2.ToImage(),
-        v2.Resize((size, size), antialias=True),
+        *resize,
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(mean, std),
     ])

@@ -50,3 +50,14 @@ def test_denormalize_inverts_normalize():
     normalized = v2.Normalize(mean, std)(images)
     assert torch.allclose(denormalize(normalized, mean, std), images, atol=1e-6)
     assert torch.allclose(denormalize(normalized[0], mean, std), images[0], atol=1e-6)
+
+
+def test_crop_keeps_the_aspect_ratio_and_cuts_the_edges_where_the_default_squashes_the_whole_image():
+    image = Image.new("RGB", (200, 100), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 40, 100))  # a red strip along the left edge
+    plain = SimpleNamespace(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    squashed = eval_transform(plain, 64)(image)
+    cropped = eval_transform(plain, 64, crop=True)(image)
+    assert squashed.shape == cropped.shape == (3, 64, 64)
+    assert squashed[0, :, :5].mean() > 0.9  # the whole image: the red edge is in it
+    assert cropped[0].max() < 0.05  # the centre square of the 146 x 73 resize: the edge is cut away
