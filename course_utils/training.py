@@ -481,13 +481,7 @@ def fit(
     progress, prints and writes ``checkpoint_path``, and checkpoints hold the model inside the wrapper. In one
     process none of this changes anything.
     """
-    from course_utils.checkpoints import (
-        check_compatible,
-        check_training_state,
-        load_training_states,
-        read_checkpoint,
-        save_checkpoint,
-    )
+    from course_utils.checkpoints import save_checkpoint
 
     if first_epoch < 1:
         raise ValueError(f"first_epoch must be at least 1, not {first_epoch}.")
@@ -513,81 +507,108 @@ def fit(
     if first_epoch == 1:
         rewind_loader(train_loader)  # the same seed gives the same epochs when the cell runs again
     if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
-        checkpoint = read_checkpoint(checkpoint_path)
-        training = check_training_state(checkpoint, checkpoint_path, HISTORY_COLUMNS)
-        check_compatible(plain_model, checkpoint["model_state"], checkpoint["metadata"])
-        load_training_states(checkpoint, checkpoint_path, optimizer, scheduler)
-        plain_model.load_state_dict(checkpoint["model_state"])
-        if training["scaler"]:
-            scaler.load_state_dict(training["scaler"])
-        history = [dict(row) for row in training["history"]]
-        best_state = training["best_state"]
-        best_row = next(row for row in history if row["epoch"] == training["best_epoch"])
-        _set_rng_state(training["rng"], train_loader)
-        if verbose:
-            print(f"Resuming from {display_path(checkpoint_path)}: {len(history)} epoch(s) done, "
-                  f"best val accuracy {best_row['val_accuracy']:.3f} at epoch {best_row['epoch']}.")
+        history, best_row, best_state = _resume_from(checkpoint_path, plain_model, optimizer, scheduler, scaler,
+                                                     train_loader, verbose=verbose)
     elif resume and verbose:
         print(f"No checkpoint at {display_path(checkpoint_path)} yet: starting from epoch {first_epoch}.")
+
+    def save_epoch(row: dict[str, float]) -> None:
+        training_state = {"history": history, "best_state": best_state, "best_epoch": best_row["epoch"],
+                          "scaler": scaler.state_dict(), "rng": _rng_state(train_loader)}
+        save_checkpoint(checkpoint_path, plain_model, epoch=row["epoch"], metrics=row, optimizer=optimizer,
+                        scheduler=scheduler, extra={**extra, "training": training_state},
+                        **{field: metadata.get(field) for field in _CHECKPOINT_FIELDS})
 
     batches = len(train_loader) if hasattr(train_loader, "__len__") else None
     bar = open_progress_bar(total=epochs, initial=len(history), description="epochs", unit="epoch", show=verbose,
                             leave=True, mininterval=BAR_REFRESH_SECONDS, dynamic_ncols=True)
     if not is_widget_bar(bar):
         bar.mininterval = TEXT_BAR_REFRESH_SECONDS  # a log keeps every redraw: a few lines per run
+    stopped_early = _patience_ran_out(history, best_row, early_stopping_patience)  # a resumed run that had stopped
+    stopped_now = False  # early stopping ended this call's training (said in one line)
     for epoch in range(len(history) + 1 + offset, epochs + 1 + offset):
-        if early_stopping_patience is not None and best_row is not None \
-                and epoch - 1 - best_row["epoch"] >= early_stopping_patience:
-            break  # a resumed run that had already stopped early
-        started = time.perf_counter()
-        learning_rate = optimizer.param_groups[0]["lr"]
-        if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
-            train_loader.sampler.set_epoch(epoch)  # a DistributedSampler shuffles anew each epoch
-        train_loss, train_accuracy = train_one_epoch(
-            model, train_loader, optimizer, loss_fn, device,
-            scaler=scaler, mixed_precision=use_amp, progress_bar=_RunProgress(bar, batches),
-            channels_last=channels_last, batchnorm=batchnorm, batch_scheduler=per_batch)
-        val_loss, val_accuracy = evaluate_loss_accuracy(model, val_loader, loss_fn, device,
-                                                        mixed_precision=use_amp, channels_last=channels_last)
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_loss)
-        elif scheduler is not None and per_batch is None:
-            scheduler.step()
-        row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-               "val_loss": val_loss, "val_accuracy": val_accuracy, "learning_rate": learning_rate,
-               "seconds": time.perf_counter() - started}
+        if stopped_early:
+            break
+        row = _train_epoch(epoch, model, train_loader, val_loader, optimizer, loss_fn, device, scaler, use_amp,
+                           _RunProgress(bar, batches), channels_last, batchnorm, scheduler, per_batch)
         history.append(row)
         if _is_better(row, best_row):
             best_row, best_state = row, _cpu_copy(plain_model)
-        bar.set_postfix({"loss": f"{train_loss:.4f}", "acc": f"{train_accuracy:.3f}",
-                         "val_loss": f"{val_loss:.4f}", "val_acc": f"{val_accuracy:.3f}"}, refresh=False)
+        bar.set_postfix({"loss": f"{row['train_loss']:.4f}", "acc": f"{row['train_accuracy']:.3f}",
+                         "val_loss": f"{row['val_loss']:.4f}", "val_acc": f"{row['val_accuracy']:.3f}"},
+                        refresh=False)
         bar.update(1)
         if checkpoint_path is not None and is_main_process():
-            training_state = {"history": history, "best_state": best_state, "best_epoch": best_row["epoch"],
-                              "scaler": scaler.state_dict(), "rng": _rng_state(train_loader)}
-            save_checkpoint(
-                checkpoint_path, plain_model, epoch=epoch, metrics=row, optimizer=optimizer, scheduler=scheduler,
-                extra={**extra, "training": training_state},
-                **{field: metadata.get(field) for field in _CHECKPOINT_FIELDS},
-            )
-        if early_stopping_patience is not None and epoch - best_row["epoch"] >= early_stopping_patience:
-            bar.close()
-            if verbose:
-                print(f"Early stopping after epoch {epoch}: no better validation accuracy for "
-                      f"{early_stopping_patience} epoch(s).")
-            break
+            save_epoch(row)
+        stopped_early = stopped_now = _patience_ran_out(history, best_row, early_stopping_patience)
 
     last = history[-1] if history else None  # a widget bar becomes this line: saved notebooks keep it
     close_progress_bar(bar, None if last is None else (
         f"{len(history)} epoch(s) in {sum(row['seconds'] for row in history):.0f} s; last epoch: "
         f"loss {last['train_loss']:.4f}, acc {last['train_accuracy']:.3f}, val_loss {last['val_loss']:.4f}, "
         f"val_acc {last['val_accuracy']:.3f}"))
+    if stopped_now and verbose:
+        print(f"Early stopping after epoch {last['epoch']}: no better validation accuracy for "
+              f"{early_stopping_patience} epoch(s).")
     if best_state is not None:
         plain_model.load_state_dict(best_state)
         if verbose and best_row["epoch"] != history[-1]["epoch"]:
             print(f"Restored the best weights: epoch {best_row['epoch']}, "
                   f"val accuracy {best_row['val_accuracy']:.3f}.")
     return _history_frame(history, best_row["epoch"] if best_row else None)
+
+
+def _patience_ran_out(history: list[dict[str, float]], best_row: Mapping[str, float] | None,
+                      patience: int | None) -> bool:
+    """Early stopping: whether the last epoch in ``history`` is ``patience`` epochs or more after the best one."""
+    if patience is None or best_row is None or not history:
+        return False
+    return history[-1]["epoch"] - best_row["epoch"] >= patience
+
+
+def _train_epoch(epoch: int, model: nn.Module, train_loader: Iterable, val_loader: Iterable,
+                 optimizer: torch.optim.Optimizer, loss_fn: nn.Module, device: torch.device, scaler: Any,
+                 use_amp: bool, progress: Any, channels_last: bool | None, batchnorm: str, scheduler: Any,
+                 per_batch: Any) -> dict[str, float]:
+    """One epoch of :func:`fit`: train, evaluate, step an epoch scheduler; the history's row."""
+    started = time.perf_counter()
+    learning_rate = optimizer.param_groups[0]["lr"]
+    if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
+        train_loader.sampler.set_epoch(epoch)  # a DistributedSampler shuffles anew each epoch
+    train_loss, train_accuracy = train_one_epoch(
+        model, train_loader, optimizer, loss_fn, device, scaler=scaler, mixed_precision=use_amp,
+        progress_bar=progress, channels_last=channels_last, batchnorm=batchnorm, batch_scheduler=per_batch)
+    val_loss, val_accuracy = evaluate_loss_accuracy(model, val_loader, loss_fn, device, mixed_precision=use_amp,
+                                                    channels_last=channels_last)
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(val_loss)
+    elif scheduler is not None and per_batch is None:
+        scheduler.step()
+    return {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy, "val_loss": val_loss,
+            "val_accuracy": val_accuracy, "learning_rate": learning_rate, "seconds": time.perf_counter() - started}
+
+
+def _resume_from(checkpoint_path: str | os.PathLike[str], model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: Any, scaler: Any, train_loader: Iterable,
+                 *, verbose: bool) -> tuple[list[dict[str, float]], dict[str, float], dict[str, torch.Tensor]]:
+    """Load :func:`fit`'s per-epoch checkpoint into the model, optimizer, scheduler, scaler and the loader's
+    random state, after checking it; return ``(history, best_row, best_state)``."""
+    from course_utils.checkpoints import check_compatible, check_training_state, load_training_states, read_checkpoint
+
+    checkpoint = read_checkpoint(checkpoint_path)
+    training = check_training_state(checkpoint, checkpoint_path, HISTORY_COLUMNS)
+    check_compatible(model, checkpoint["model_state"], checkpoint["metadata"])
+    load_training_states(checkpoint, checkpoint_path, optimizer, scheduler)
+    model.load_state_dict(checkpoint["model_state"])
+    if training["scaler"]:
+        scaler.load_state_dict(training["scaler"])
+    history = [dict(row) for row in training["history"]]
+    best_row = next(row for row in history if row["epoch"] == training["best_epoch"])
+    _set_rng_state(training["rng"], train_loader)
+    if verbose:
+        print(f"Resuming from {display_path(checkpoint_path)}: {len(history)} epoch(s) done, "
+              f"best val accuracy {best_row['val_accuracy']:.3f} at epoch {best_row['epoch']}.")
+    return history, best_row, training["best_state"]
 
 
 

@@ -61,6 +61,12 @@ class WeightRecorder:
         self.model, self.optimizer, self.worsen_after = model, optimizer, worsen_after
         self.snapshots: list[dict[str, torch.Tensor]] = []
 
+    def state_dict(self) -> dict:  # saved in fit's checkpoints like a scheduler's
+        return {"snapshots": len(self.snapshots)}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def step(self) -> None:
         self.snapshots.append({k: v.clone() for k, v in self.model.state_dict().items()})
         if self.worsen_after is not None and len(self.snapshots) == self.worsen_after:
@@ -105,6 +111,26 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
     history = fit(model, train, val, epochs=30, optimizer=optimizer, scheduler=recorder,
                   early_stopping_patience=2, verbose=False)
     assert len(history) == history.attrs["best_epoch"] + 2 < 30
+
+
+def test_an_early_stopped_run_resumed_trains_no_more_and_says_the_stop_once(tmp_path, capsys):
+    # one rule for early stopping, applied after each epoch and to a resumed history alike
+    path = tmp_path / "last.pt"
+
+    def stopping_run(resume: bool):
+        model = tiny_model()
+        train, val = loaders()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
+        recorder = WeightRecorder(model, optimizer, worsen_after=4)
+        return fit(model, train, val, epochs=30, optimizer=optimizer, scheduler=recorder, early_stopping_patience=2,
+                   checkpoint_path=path, resume=resume, verbose=True)
+
+    first = stopping_run(resume=False)
+    out = capsys.readouterr().out
+    assert out.count("Early stopping after epoch") == 1 and f"after epoch {len(first)}:" in out
+    again = stopping_run(resume=True)
+    assert again.equals(first)  # nothing trained: the patience had run out before the interruption
+    assert "Early stopping" not in capsys.readouterr().out
 
 
 class FixedLogits(nn.Module):
