@@ -121,8 +121,9 @@ def build_folder_once(folder: Path | str, settings: dict[str, Any], write: Calla
             write_json_atomic(partial / MANIFEST_NAME, record)
             (partial / MARKER_FILE).unlink()
             finished = read_manifest(folder)
-            if finished is not None and finished.get("settings") == settings:  # a writer that took no lock (an
-                shutil.rmtree(partial)  # older course version) finished it meanwhile: keep it, others may read it
+            # a writer that took no lock (an older course version) finished it meanwhile: keep it, others may read it
+            if finished is not None and finished.get("settings") == settings:
+                shutil.rmtree(partial)
                 return folder
             if os.path.lexists(folder):  # the course's, made with other settings (its manifest says so)
                 shutil.rmtree(folder)

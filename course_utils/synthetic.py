@@ -489,9 +489,10 @@ def generate_signs(
     ``frames_per_track`` frames each, named ``<track:05d>_<frame:05d>.png``. The same settings always give
     the same images (byte for byte), and a second call finds the finished folder and returns at once.
     The folder is assembled under a temporary name and renamed when complete, so an interrupted run never
-    leaves a folder that looks finished; the temporary folders of killed runs are removed by the next call.
-    The manifest records every image's size and SHA-256 digest: an image that differs later (truncated,
-    emptied, deleted, or damaged in place) is named and drawn again.
+    leaves a folder that looks finished; the temporary folders of killed runs are removed by the next call
+    (:mod:`course_utils.cache_folders`). A folder at that name without a readable manifest is not the course's:
+    it is named, with the fix, and left alone. The manifest records every image's size and SHA-256 digest: an
+    image that differs later (truncated, emptied, deleted, or damaged in place) is named and drawn again.
     """
     unknown = [name for name in classes if name not in ALL_SIGNS]
     if unknown:
