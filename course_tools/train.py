@@ -199,21 +199,18 @@ def _fine_tune(model: Any, train_loader: Any, val_loader: Any, *, settings: dict
         resume=args.resume, checkpoint_metadata=metadata, verbose=verbose)
     histories.append(body_history.assign(stage=2))
     history = pd.concat(histories, ignore_index=True)
-    # fine_tune's rule: a stage 2 whose loss became non-finite or that never rose above chance is not kept, nor
-    # one that did not beat stage 1 on validation
-    failure = training.stage_two_failure(body_history, chance)
+    problem, failed = training.stage_two_problem(body_history, chance,
+                                                 histories[0] if stage_one_state is not None else None)
     kept_stage, kept_history = 2, body_history
-    if stage_one_state is not None and (failure or not training.kept_epoch_is_better(body_history,
-                                                                                     histories[0])):
+    if problem is not None and stage_one_state is not None:
         model.load_state_dict(stage_one_state)
         models.freeze_backbone(model)
         kept_stage, kept_history = 1, histories[0]
         if verbose:
-            why = failure or "it did not beat stage 1 on validation"
-            print(f"{'⚠️' if failure else 'ℹ️'} Stage 2 (fine-tuning the body) was not kept: {why}; the model keeps "
-                  f"the stage-1 weights (the head on the frozen body).")
-    elif failure and verbose:
-        print(f"⚠️ Stage 2 (fine-tuning the body) failed: {failure}. There is no stage 1 to go back to "
+            print(f"{'⚠️' if failed else 'ℹ️'} Stage 2 (fine-tuning the body) was not kept: {problem}; the model "
+                  f"keeps the stage-1 weights (the head on the frozen body).")
+    elif problem is not None and verbose:
+        print(f"⚠️ Stage 2 (fine-tuning the body) failed: {problem}. There is no stage 1 to go back to "
               f"(--head-epochs 0): try a smaller --lr or the other --batchnorm mode.")
     return model, history, kept_stage, float(training.best_row(kept_history)["val_accuracy"])
 

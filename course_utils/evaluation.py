@@ -202,10 +202,11 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
     rows: list[dict[str, Any]] = []
     if len(predictions):
         best_probabilities, best_labels = predictions.probabilities.topk(top_k, dim=1)
+        confidence = predictions.confidence.tolist()
         for row_number, index in enumerate(predictions.targets.tolist()):
-            label = int(predictions.predicted[row_number])
-            row = {"file": paths[index].relative_to(folder).as_posix(), "predicted_class": classes[label],
-                   "confidence": float(predictions.probabilities[row_number, label])}
+            row = {"file": paths[index].relative_to(folder).as_posix(),
+                   "predicted_class": classes[int(predictions.predicted[row_number])],
+                   "confidence": confidence[row_number]}
             if top_k > 1:
                 for rank, (other, probability) in enumerate(
                         zip(best_labels[row_number].tolist(), best_probabilities[row_number].tolist(), strict=True),

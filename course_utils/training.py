@@ -61,7 +61,8 @@ from course_utils.progress import close_progress_bar, is_widget_bar, open_progre
 __all__ = ["BAR_REFRESH_SECONDS", "BATCHNORM_MODES", "HEAD_PATIENCE", "HISTORY_COLUMNS", "HISTORY_VERDICTS",
            "PROGRESS_EVERY_STEPS", "TEXT_BAR_REFRESH_SECONDS", "HistoryReading", "LearningRateFinderResult",
            "best_row", "body_stage_optimizer", "chance_level", "evaluate_loss_accuracy", "find_learning_rate",
-           "fine_tune", "fit", "kept_epoch_is_better", "read_history", "stage_two_failure", "train_one_epoch",
+           "fine_tune", "fit", "kept_epoch_is_better", "read_history", "stage_two_failure", "stage_two_problem",
+           "train_one_epoch",
            "train_step", "use_fused_optimizer"]
 
 HISTORY_COLUMNS = [
@@ -524,11 +525,11 @@ def fit(
                             leave=True, mininterval=BAR_REFRESH_SECONDS, dynamic_ncols=True)
     if not is_widget_bar(bar):
         bar.mininterval = TEXT_BAR_REFRESH_SECONDS  # a log keeps every redraw: a few lines per run
-    stopped_early = _patience_ran_out(history, best_row, early_stopping_patience)  # a resumed run that had stopped
+    epochs_left = range(len(history) + 1 + offset, epochs + 1 + offset)
+    if _patience_ran_out(history, best_row, early_stopping_patience):
+        epochs_left = range(0)  # a resumed run that had already stopped early
     stopped_now = False  # early stopping ended this call's training (said in one line)
-    for epoch in range(len(history) + 1 + offset, epochs + 1 + offset):
-        if stopped_early:
-            break
+    for epoch in epochs_left:
         row = _train_epoch(epoch, model, train_loader, val_loader, optimizer, loss_fn, device, scaler, use_amp,
                            _RunProgress(bar, batches), channels_last, batchnorm, scheduler, per_batch)
         history.append(row)
@@ -540,7 +541,9 @@ def fit(
         bar.update(1)
         if checkpoint_path is not None and is_main_process():
             save_epoch(row)
-        stopped_early = stopped_now = _patience_ran_out(history, best_row, early_stopping_patience)
+        if _patience_ran_out(history, best_row, early_stopping_patience):
+            stopped_now = True
+            break
 
     last = history[-1] if history else None  # a widget bar becomes this line: saved notebooks keep it
     close_progress_bar(bar, None if last is None else (
@@ -693,6 +696,21 @@ def stage_two_failure(history: pd.DataFrame, chance: float) -> str | None:
     return None
 
 
+def stage_two_problem(history: pd.DataFrame, chance: float,
+                      stage_one: pd.DataFrame | None = None) -> tuple[str | None, bool]:
+    """Why a fine-tuning stage is not kept, and whether it failed: ``(reason, True)`` when
+    :func:`stage_two_failure` names one, ``(reason, False)`` when its kept epoch does not beat the one kept in
+    ``stage_one`` on validation (:func:`kept_epoch_is_better`; only with ``stage_one``), else ``(None, False)``.
+    :func:`fine_tune` and ``course train`` keep or drop stage 2 by this one rule."""
+    failure = stage_two_failure(history, chance)
+    if failure is not None:
+        return failure, True
+    if stage_one is not None and not kept_epoch_is_better(history, stage_one):
+        return (f"its best validation accuracy, {best_row(history)['val_accuracy']:.1%}, did not beat stage 1's "
+                f"{best_row(stage_one)['val_accuracy']:.1%}"), False
+    return None, False
+
+
 def fine_tune(
     model: nn.Module,
     train_loader: Iterable,
@@ -772,15 +790,13 @@ def fine_tune(
                        batchnorm=batchnorm, first_epoch=head_rows + 1)
     stages.append(body_history.assign(stage=2))
     history = pd.concat(stages, ignore_index=True)[["epoch", "stage", *HISTORY_COLUMNS[1:]]]
-    problem = stage_two_failure(body_history, chance_level(_validation_labels(val_loader, cached_features)))
+    problem, failed = stage_two_problem(body_history,
+                                        chance_level(_validation_labels(val_loader, cached_features)),
+                                        stages[0] if keep_better and head_rows else None)
     advice = "try a smaller head_lr or body_lr_factor (find_learning_rate), or the other batchnorm mode"
     icon = "⚠️"
-    if problem is None and keep_better and head_rows:
-        head_best, body_best = (best_row(frame) for frame in (stages[0], body_history))
-        if not kept_epoch_is_better(body_history, stages[0]):
-            problem = (f"its best validation accuracy, {body_best['val_accuracy']:.1%}, did not beat stage 1's "
-                       f"{head_best['val_accuracy']:.1%}")
-            advice, icon = "fine-tuning did not help here; " + advice, "ℹ️"
+    if problem is not None and not failed:
+        advice, icon = "fine-tuning did not help here; " + advice, "ℹ️"
     kept_stage, best_epoch = 2, body_history.attrs.get("best_epoch")
     if problem is not None:
         model.load_state_dict(stage_one_state)
