@@ -248,8 +248,8 @@ def lesson_parameters(lessons: Sequence[str], parameters: dict[str, Any],
 
 #: How PyTorch's CPU threads wait for each other in the lessons' kernels (``OMP_WAIT_POLICY``). With the default
 #: (spinning), a thread that the operating system takes off a busy 2-core CPU stalls its partner at every
-#: operation: training a linear head on cached features took 31.9 s instead of 0.8 s beside other work on
-#: the development machine; passive waiting took 1.2 s. It only takes effect before torch is imported, so
+#: operation, and a cell that takes a second on an idle machine takes half a minute beside other work (figures in
+#: benchmarks/README.md, "The offline course at the CPU's limit"). It only takes effect before torch is imported, so
 #: it is set for the kernel here and, for Jupyter, in every lesson's set-up cell.
 CPU_WAIT_POLICY = "PASSIVE"
 

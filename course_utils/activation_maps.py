@@ -23,11 +23,9 @@ earlier block: its features say less about the class)::
     print(setting)                                 # the map's size, to print beside the figure
     maps = activation_maps(model, images, layer=setting.layer, input_size=setting.input_size)
 
-Measured on synthetic scenes (tests/test_activation_maps.py, EfficientNet-Lite0 with a head trained on its
-features, 24 test scenes, the sign's box covering 0.42 of each image): the share of the map on the box was 0.43 at
-64 px with the last block (2 x 2, no better than an even spread), 0.53 with ``blocks.2`` (8 x 8) and 0.66 with the
-images enlarged to 193 px; at 96 px 0.52 with the last block (3 x 3), 0.44 with ``blocks.2`` (12 x 12, too early
-a block) and 0.84 enlarged. Enlarging explains the same weights, on the image seen larger than in training.
+Enlarging explains the same weights, on the image seen larger than in training. How much of the map lands on a
+sign's box at the lessons' settings, for each choice: ``tests/test_activation_maps.py`` measures it, and the
+figures are in ``benchmarks/README.md`` ("Figures behind the package's defaults").
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_utils import messages
 from course_utils.devices import evaluating, model_device
 from course_utils.models import body_blocks
 
@@ -228,7 +227,7 @@ def readable_map(model: nn.Module, image_size: int, *, min_side: int = MIN_MAP_S
         index = readable[-1]
     else:
         index = max(range(len(sizes)), key=lambda number: (min(sizes[number]), number))
-        print(f"ℹ️ No block of this {type(model).__name__} gives a {min_side} x {min_side} map at {image_size} "
-              f"pixels (the finest: {sizes[index][0]} x {sizes[index][1]}); the last block would need "
-              f"{input_size_for(model, min_side)}-pixel images: use readable_map(..., enlarge=True).")
+        messages.say(f"ℹ️ No block of this {type(model).__name__} gives a {min_side} x {min_side} map at {image_size} "
+                     f"pixels (the finest: {sizes[index][0]} x {sizes[index][1]}); the last block would need "
+                     f"{input_size_for(model, min_side)}-pixel images: use readable_map(..., enlarge=True).")
     return MapSetting(outputs[index], _name_of(model, outputs[index]), sizes[index], image_size)

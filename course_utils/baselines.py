@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from course_utils import messages
 from course_utils.image_files import load_rgb
 from course_utils.samples import Sample
 from course_utils.splits import Split
@@ -89,7 +90,7 @@ def _problem(split: Split) -> str | None:
 def _fit_and_score(split: Split, name: str, classifier: Any, side: int, verbose: bool) -> BaselineResult:
     problem = _problem(split)
     if problem is not None:
-        print(f"ℹ️ Baseline {name} skipped: {problem}.")
+        messages.say(f"ℹ️ Baseline {name} skipped: {problem}.")
         return BaselineResult(name, None, None, problem)
     train_labels = np.array([sample.label for sample in split.train])
     test_labels = np.array([sample.label for sample in split.test])
@@ -97,7 +98,7 @@ def _fit_and_score(split: Split, name: str, classifier: Any, side: int, verbose:
     predicted = np.asarray(classifier.predict(thumbnails(split.test, side)))
     result = BaselineResult(name, (predicted == test_labels).astype(float), predicted)
     if verbose:
-        print(result)
+        messages.say(result)
     return result
 
 

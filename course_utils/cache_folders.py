@@ -26,6 +26,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from course_utils import messages
 from course_utils.files import display_path, write_json_atomic
 
 __all__ = ["MANIFEST_NAME", "MARKER_FILE", "build_folder_once", "read_manifest", "remove_abandoned_partials"]
@@ -81,8 +82,9 @@ def remove_abandoned_partials(root: Path | str, *, verbose: bool = True) -> list
         finally:
             lock.release()
     if removed and verbose:
-        print(f"ℹ️ Removed {len(removed)} unfinished folder(s) of interrupted generations in {display_path(root)}: "
-              f"{', '.join(path.name for path in removed)}.")
+        messages.say(
+            f"ℹ️ Removed {len(removed)} unfinished folder(s) of interrupted generations in {display_path(root)}: "
+            f"{', '.join(path.name for path in removed)}.")
     return removed
 
 

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, NoReturn
 import torch
 from torch import nn
 
+from course_utils import messages
 from course_utils.devices import evaluating
 from course_utils.hints import _hint_pointer, _show_library_errors_briefly
 from course_utils.ipython_errors import ExerciseError
@@ -30,7 +31,7 @@ __all__ = ["ExerciseError"]  # the helpers below are for the checks_lesson modul
 
 def _passed(message: str) -> None:
     _show_library_errors_briefly()
-    print(f"✅ {message}")
+    messages.say(f"✅ {message}")
 
 
 def _fail(message: str, *, pointer: bool = True) -> NoReturn:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from course_utils import config
+from course_utils import config, messages
 from course_utils.dataset_registry import DATASET_REGISTRY, DatasetEntry
 from course_utils.files import display_path, is_system_folder, is_utf8_name, printable_name
 from course_utils.image_files import IMAGE_EXTENSIONS, UNREADABLE, image_problem, is_hidden
@@ -54,7 +54,7 @@ def _report_skipped(root: Path, skipped: list[tuple[Path, str]], total: int, emp
         parts.append(f"ignored {len(empty_classes)} class folder(s) without usable images: "
                      f"{', '.join(empty_classes)}")
     line = "; ".join(parts)
-    print(f"⚠️ {line[0].upper()}{line[1:]}.")
+    messages.warn(f"⚠️ {line[0].upper()}{line[1:]}.")
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -121,7 +121,7 @@ def _class_folders(root: Path, verbose: bool = True) -> tuple[list[str], list[st
                 continue
         names.append(path.name)
     if ignored and verbose:
-        print(f"ℹ️ Ignored {len(ignored)} folder(s) in {display_path(root)}: {'; '.join(ignored)}.")
+        messages.say(f"ℹ️ Ignored {len(ignored)} folder(s) in {display_path(root)}: {'; '.join(ignored)}.")
     if verbose:
         _report_capitalisation(root, names)
     return names, ignored
@@ -134,8 +134,9 @@ def _report_capitalisation(root: Path, names: Sequence[str]) -> None:
         by_lower.setdefault(name.casefold(), []).append(name)
     twins = [" and ".join(group) for group in by_lower.values() if len(group) > 1]
     if twins:
-        print(f"ℹ️ Class folders in {display_path(root)} differ only in capitalisation ({'; '.join(twins)}): each "
-              "is trained as a class of its own; merge them into one folder if they are the same class.")
+        messages.say(
+            f"ℹ️ Class folders in {display_path(root)} differ only in capitalisation ({'; '.join(twins)}): each "
+            "is trained as a class of its own; merge them into one folder if they are the same class.")
 
 
 def scan_files(folder: Path) -> tuple[list[Path], list[Path]]:
@@ -513,9 +514,10 @@ def _folder_dataset(root: Path, request: _Request):
             found, _ = _class_folders(folder, verbose)
             if not found:
                 if verbose:
-                    print(f"ℹ️ {display_path(folder)} has no class folders, so it holds unlabeled images (predict them "
-                          f"with list_unlabeled_images); {part} is carved from {display_path(parts['train'])} "
-                          "instead.")
+                    messages.say(
+                        f"ℹ️ {display_path(folder)} has no class folders, so it holds unlabeled images (predict them "
+                        f"with list_unlabeled_images); {part} is carved from {display_path(parts['train'])} "
+                        "instead.")
                 continue
             strangers = [name for name in found if name not in names]
             if strangers:
@@ -524,10 +526,11 @@ def _folder_dataset(root: Path, request: _Request):
                                    "add them to train or remove those folders.")
             lacking = [name for name in names if name not in found]
             if lacking and verbose:
-                print(f"ℹ️ {display_path(folder)} has no folder for class(es) {', '.join(lacking)}: the {part} part "
-                      f"holds no images of them, so its accuracy says nothing about them; add "
-                      f"{display_path(folder)}/<class> folders "
-                      "to measure them.")
+                messages.say(
+                    f"ℹ️ {display_path(folder)} has no folder for class(es) {', '.join(lacking)}: the {part} part "
+                    f"holds no images of them, so its accuracy says nothing about them; add "
+                    f"{display_path(folder)}/<class> folders "
+                    "to measure them.")
             part_samples, kept, part_skipped, part_empty, part_total = _scan(folder, found, True, False)
             given[part] = [Sample(s.path, names.index(kept[s.label]), s.group) for s in part_samples]
             skipped, empty, total = skipped + part_skipped, empty + part_empty, total + part_total

@@ -11,12 +11,10 @@ channels-last. :func:`prepare_model` puts a model's weights and :func:`batch_to_
 channels-last; :func:`course_utils.training.fit`, :func:`course_utils.features.compute_features` and
 :func:`course_utils.evaluation.predict` use both.
 
-Why it is on by default on the CPU too (``benchmarks/bench_memory_format.py``; figures in
-``benchmarks/README.md``): on an idle 2-core CPU with PyTorch 2.14, channels-last made EfficientNet-Lite0
-1.56x faster forward and 1.52x faster in training, ResNet-18 1.24x / 1.02x, ResNet-50 1.15x / 1.08x and the
-ScratchCNN 2.00x / 1.41x: faster for every model the course uses. (Earlier PyTorch versions gave Lite0 up to
-2.5x in training.) The one case measured slower was the forward pass with two threads on a machine running
-five times more threads than it had cores; that is not a student's laptop, and the switch below is there for it.
+Why it is on by default on the CPU too: on an idle 2-core CPU it was faster, forward and in training, for
+every model the course uses (``benchmarks/bench_memory_format.py``; the figures are in ``benchmarks/README.md``).
+The one case measured slower was the forward pass on a machine running far more threads than it had cores;
+that is not a student's laptop, and the switch below is there for it.
 
 It is a speed setting only: results agree with the contiguous format up to float rounding, and checkpoints
 do not depend on it (a state dict saved from a channels-last model loads into a contiguous one and back).

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from course_utils import messages
 from course_utils.config import PROFILES, on_kaggle
 
 __all__ = ["PROFILE_VARIABLE", "LessonEnvironment", "choose_profile", "detect_platform", "profile_and_reason",
@@ -164,6 +165,6 @@ def start_lesson(profile: str | None = None, seed: int = 0, device: str | None =
     environment = LessonEnvironment(
         profile=chosen, device=chosen_device, platform=detect_platform(), seed=seed, how_chosen=how_chosen
     )
-    print(profile_banner(chosen, chosen_device, how_chosen))
+    messages.say(profile_banner(chosen, chosen_device, how_chosen))
     show_exercise_stubs_briefly()
     return environment

@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from course_utils import messages
 from course_utils.datasets import list_unlabeled_images
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
 from course_utils.files import atomic_write, display_path, is_utf8_name, printable_name
@@ -216,8 +217,9 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
             rows.append(row)
     if skipped:
         shown = ", ".join(skipped[:3]) + (f", +{len(skipped) - 3} more" if len(skipped) > 3 else "")
-        print(f"⚠️ Skipped {len(skipped)} of {len(paths)} files in {display_path(folder)} that could not be read: "
-              f"{shown}.")
+        messages.warn(
+            f"⚠️ Skipped {len(skipped)} of {len(paths)} files in {display_path(folder)} that could not be read: "
+            f"{shown}.")
     columns = ["file", "predicted_class", "confidence"]
     if top_k > 1:
         columns += [f"top_{rank}_{what}" for rank in range(1, top_k + 1) for what in ("class", "probability")]
@@ -226,8 +228,8 @@ def predict_folder(model: nn.Module, folder: str | os.PathLike[str], transform: 
         try:
             write_predictions_csv(table, csv_path)
         except OSError as error:
-            print(f"⚠️ {error} The {len(table)} predictions are in the table this function returns; save them "
-                  "with table.to_csv(...) to another path.")
+            messages.warn(f"⚠️ {error} The {len(table)} predictions are in the table this function returns; save them "
+                          "with table.to_csv(...) to another path.")
     return table
 
 
@@ -266,8 +268,8 @@ def write_predictions_csv(table: pd.DataFrame, csv_path: str | os.PathLike[str])
                               "space, or choose a path in a folder you can write to.") from None
         raise type(error)(f"Could not write {display_path(csv_path)}: {error}") from None
     if odd:
-        print(f"ℹ️ {len(odd)} file name(s) are not valid UTF-8 (e.g. {printable_name(odd[0])}): the CSV spells "
-              "their odd bytes as \\xNN; rename the files to keep the names readable.")
+        messages.say(f"ℹ️ {len(odd)} file name(s) are not valid UTF-8 (e.g. {printable_name(odd[0])}): the CSV spells "
+                     "their odd bytes as \\xNN; rename the files to keep the names readable.")
     return csv_path
 
 

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from course_utils import messages
 from course_utils.checkpoints import weights_checksum
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
 from course_utils.files import atomic_write, display_path
@@ -105,8 +106,8 @@ def compute_features(
         raise ValueError("cache_dir needs a cache_key: build one with feature_cache_key(arch, weights, "
                          "samples, transform).")
     if cache_key is not None and not in_sample_order(loader):
-        print("⚠️ These features are not cached: the loader does not read its images in order (shuffle=True or "
-              "a sampler), so row i would not belong to image i. Build it with shuffle=False.")
+        messages.warn("⚠️ These features are not cached: the loader does not read its images in order (shuffle=True or "
+                      "a sampler), so row i would not belong to image i. Build it with shuffle=False.")
         cache_key = cache_dir = None
     contents = _loader_contents(loader) if cache_key is not None else None
     if cache_key is not None and cache_key in _MEMORY_CACHE:
@@ -114,14 +115,15 @@ def compute_features(
         if stored_contents == contents:
             _MEMORY_CACHE[cache_key] = stored_contents, stored_features, stored_labels
             return stored_features, stored_labels
-        print(f"⚠️ Recomputing the features: those kept under {cache_key!r} belong to other images, or to another "
-              "order, than this loader's.")
+        messages.warn(
+            f"⚠️ Recomputing the features: those kept under {cache_key!r} belong to other images, or to another "
+            "order, than this loader's.")
     elif cache_dir is not None and _cache_file(cache_dir, cache_key).is_file():
         stored = _read_cache(_cache_file(cache_dir, cache_key), cache_key, _rows_of(loader), contents)
         if stored is not None:
             _MEMORY_CACHE[cache_key] = (contents, *stored)
             if verbose:
-                print(f"Features loaded from the cache: {display_path(_cache_file(cache_dir, cache_key))}")
+                messages.say(f"Features loaded from the cache: {display_path(_cache_file(cache_dir, cache_key))}")
             return stored
 
     device = torch.device(device) if device is not None else model_device(backbone)
@@ -233,7 +235,7 @@ def _read_cache(path: Path, cache_key: str, rows: int | None,
         problem = f"unreadable: {type(error).__name__}: {(str(error).splitlines() or [''])[0][:120]}"
     if problem is None:
         return features, labels
-    print(f"⚠️ Recomputing the features: the cache file {display_path(path)} does not match ({problem}).")
+    messages.warn(f"⚠️ Recomputing the features: the cache file {display_path(path)} does not match ({problem}).")
     return None
 
 

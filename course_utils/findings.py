@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from course_utils import messages
 from course_utils.image_files import to_numpy
 
 __all__ = ["OUTCOMES_FILE", "STRICT_VARIABLE", "Finding", "FindingError", "accuracy_interval", "auroc_interval",
@@ -174,8 +175,8 @@ def accuracy_interval(correct: Any, groups: Sequence[Any], *, seed: int = 0,
 def print_accuracy(label: str, correct: Any, groups: Sequence[Any], *, seed: int = 0) -> tuple[float, float, float]:
     """Print ``label: 91.7% (95% interval 85.0% to 96.7%, 240 images, 40 groups)``; return the three numbers."""
     accuracy, low, high = accuracy_interval(correct, groups, seed=seed)
-    print(f"{label}: {accuracy:.1%} (95% interval {low:.1%} to {high:.1%}, {len(groups)} images, "
-          f"{len(set(map(str, groups)))} groups)")
+    messages.say(f"{label}: {accuracy:.1%} (95% interval {low:.1%} to {high:.1%}, {len(groups)} images, "
+                 f"{len(set(map(str, groups)))} groups)")
     return accuracy, low, high
 
 
@@ -192,14 +193,14 @@ def _reasons(finding: Finding) -> str:
 def _conclude(finding: Finding, verbose: bool) -> Finding:
     _recorded[finding.name] = finding
     if verbose:
-        print(("✅ " if finding.held else "ℹ️ ") + finding.line())
+        messages.say(("✅ " if finding.held else "ℹ️ ") + finding.line())
         if not finding.held:
             if finding.difference > finding.margin:
-                print("   The difference points the claimed way, but its interval reaches below "
-                      f"{_format_difference(finding.margin, finding.metric)}: this data cannot decide it.")
+                messages.say("   The difference points the claimed way, but its interval reaches below "
+                             f"{_format_difference(finding.margin, finding.metric)}: this data cannot decide it.")
             else:
-                print("   The claim did not hold on this run.")
-            print(f"   Likely reasons: {_reasons(finding)}. The lesson goes on.")
+                messages.say("   The claim did not hold on this run.")
+            messages.say(f"   Likely reasons: {_reasons(finding)}. The lesson goes on.")
     if not finding.held and finding.headline and strict():
         raise FindingError(f"{finding.line()} ({STRICT_VARIABLE}=1)")
     return finding
@@ -393,8 +394,9 @@ def expect(condition: bool, claim: str, detail: str = "") -> bool:
     (with ``COURSE_STRICT_FINDINGS=1`` it raises :class:`FindingError`). Returns ``condition``.
     """
     if not condition:
-        print(f"ℹ️ Not on this run: {claim}{f' ({detail})' if detail else ''}. The text below describes the "
-              "course's reference data; on other data, few epochs or another backbone it can come out otherwise.")
+        messages.say(
+            f"ℹ️ Not on this run: {claim}{f' ({detail})' if detail else ''}. The text below describes the "
+            "course's reference data; on other data, few epochs or another backbone it can come out otherwise.")
         if strict():
             raise FindingError(f"{claim}: NOT held{f' ({detail})' if detail else ''} ({STRICT_VARIABLE}=1)")
     return bool(condition)

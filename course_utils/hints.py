@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
+from course_utils import messages
 from course_utils.files import display_path
 from course_utils.ipython_errors import ExerciseError, current_shell, show_in_one_line
 
@@ -327,8 +328,8 @@ def hint(exercise: int | str, lesson: int | str | None = None) -> None:
     """
     name, number = _find_exercise(exercise, lesson, sys._getframe(1).f_globals.get("LESSON"))
     _, written = _written_exercises(name)
-    print(f"💡 {_heading(name, number, written)}: {_EXERCISES[name][number].hint} "
-          f"The answer itself: checks.solution({number}).")
+    messages.say(f"💡 {_heading(name, number, written)}: {_EXERCISES[name][number].hint} "
+                 f"The answer itself: checks.solution({number}).")
 
 
 def solution(exercise: int | str, lesson: int | str | None = None) -> None:
@@ -348,25 +349,28 @@ def solution(exercise: int | str, lesson: int | str | None = None) -> None:
     if path is not None and entry is not None and entry.reference:
         place = ("in place of the exercise's whole def/class block" if entry.inside_block
                  else "in place of your code in the exercise cell (where the stub's raise line was)")
-        print(f"🔑 {heading}: the course package's answer, one line that goes {place}; the rest of the "
-              f"notebook then runs:\n    {entry.reference}\nThe worked answer, step by step: {display_path(path)}, "
-              f"the cell that starts with '# Exercise {number}'.")
+        messages.say(
+            f"🔑 {heading}: the course package's answer, one line that goes {place}; the rest of the "
+            f"notebook then runs:\n    {entry.reference}\nThe worked answer, step by step: {display_path(path)}, "
+            f"the cell that starts with '# Exercise {number}'.")
         return
-    print(f"🔑 {heading}: the answer is in the course's solutions/{name}.ipynb, in the cell that starts with "
-          f"'# Exercise {number}', on its line '# Reference: ...'. The same line ends the message of the "
-          "exercise's stub, the NotImplementedError the cell raised before you wrote your code.")
+    messages.say(f"🔑 {heading}: the answer is in the course's solutions/{name}.ipynb, in the cell that starts with "
+                 f"'# Exercise {number}', on its line '# Reference: ...'. The same line ends the message of the "
+                 "exercise's stub, the NotImplementedError the cell raised before you wrote your code.")
 
 
 def _print_written_answer(name: str, number: int, heading: str, path: Path | None, entry: _Written | None) -> None:
     """``checks.solution(N)`` for a written exercise: the course's reasoned prediction, or where it is."""
     if path is not None and entry is not None and entry.answer:
-        print(f"🔑 {heading}: a written exercise, so there is nothing to skip; the course's reasoned prediction, "
-              f"which this run's own output confirms or refutes (the run wins):\n{entry.answer}\nIt is in "
-              f"{display_path(path)}, in the markdown cell above the cell that starts with '# Exercise {number}'.")
+        messages.say(
+            f"🔑 {heading}: a written exercise, so there is nothing to skip; the course's reasoned prediction, "
+            f"which this run's own output confirms or refutes (the run wins):\n{entry.answer}\nIt is in "
+            f"{display_path(path)}, in the markdown cell above the cell that starts with '# Exercise {number}'.")
         return
-    print(f"🔑 {heading}: a written exercise, so there is nothing to skip; the course's reasoned prediction is in "
-          f"the course's solutions/{name}.ipynb, in the markdown cell above the cell that starts with "
-          f"'# Exercise {number}' (the student version shows *Your answer here.* there).")
+    messages.say(
+        f"🔑 {heading}: a written exercise, so there is nothing to skip; the course's reasoned prediction is in "
+        f"the course's solutions/{name}.ipynb, in the markdown cell above the cell that starts with "
+        f"'# Exercise {number}' (the student version shows *Your answer here.* there).")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -113,10 +113,9 @@ def default_num_workers() -> int:
 
     On Windows and macOS worker processes are *spawned*: each re-imports the notebook's code, which fails
     for classes defined in a notebook and makes every epoch start slowly. Loading in the main process
-    (0 workers) always works there. Linux *forks* workers cheaply, so they pay off. On the course's 2-core
-    machine (benchmarks/bench_loader_workers.py, idle) one worker made lesson 1's training epoch 1.09x faster
-    than none, while the feature pass was 1.44x faster without; the whole offline course took 2 min 17 s with
-    one worker and 2 min 25 s with none, so one it is. Pass ``num_workers=0`` to :func:`make_loader` to compare.
+    (0 workers) always works there. Linux *forks* workers cheaply: on the course's 2-core machine one worker
+    made the whole offline course faster than none (``benchmarks/bench_loader_workers.py``; figures in
+    ``benchmarks/README.md``). Pass ``num_workers=0`` to :func:`make_loader` to compare.
     """
     if platform.system() in ("Windows", "Darwin"):
         return 0

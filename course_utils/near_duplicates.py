@@ -12,10 +12,10 @@ when the **cosine similarity** of their backbone features (the cached features o
     plots.plot_near_duplicates(report)  # see them side by side
     samples = group_near_duplicates(all_features, samples)  # before splitting: near-copies share a group
 
-Why 0.95 by default: measured on the course's synthetic signs (EfficientNet-Lite0 features at 64 pixels, 960
-images, frames of one track are the near-duplicates), 65% of the images had another frame of their own track at
-0.95 or more, and 0.4% had an image of another track there; at 0.90 the figures were 93% and 21%. Other
-backbones and image sizes spread the similarities differently: look at the closest pairs before you trust it.
+Why 0.95 by default: on the course's synthetic signs (frames of one track are the near-duplicates) it caught most
+frames of a track and almost no image of another track, where 0.90 also caught many of other tracks (the figures
+are in ``benchmarks/README.md``, "Figures behind the package's defaults"). Other backbones and image sizes spread
+the similarities differently: look at the closest pairs before you trust it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from course_utils import messages
 from course_utils.samples import Sample
 
 __all__ = ["DEFAULT_THRESHOLD", "NearDuplicates", "cosine_similarities", "find_near_duplicates",
@@ -116,11 +117,11 @@ def find_near_duplicates(train_features: torch.Tensor, test_features: torch.Tens
     pairs = pairs.sort_values(["similarity", "test_index"], ascending=[False, True], ignore_index=True)
     report = NearDuplicates(pairs, threshold, len(test_features))
     if report.count == report.test_images:
-        print(f"⚠️ Every test image ({report.count}) has a near-duplicate in training (cosine similarity >= "
-              f"{threshold:g}): the test accuracy would measure recall of seen images; group them with "
-              "near_duplicates.group_near_duplicates() before splitting, or raise the threshold.")
+        messages.warn(f"⚠️ Every test image ({report.count}) has a near-duplicate in training (cosine similarity >= "
+                      f"{threshold:g}): the test accuracy would measure recall of seen images; group them with "
+                      "near_duplicates.group_near_duplicates() before splitting, or raise the threshold.")
     elif verbose:
-        print(report)
+        messages.say(report)
     return report
 
 
@@ -158,10 +159,11 @@ def group_near_duplicates(features: torch.Tensor, samples: Sequence[Sample], *,
     grouped = [Sample(sample.path, sample.label, root(sample.group)) for sample in samples]
     groups_before, groups_after = len(parent), len({sample.group for sample in grouped})
     if len(samples) > 1 and bool(has_twin.all()):
-        print(f"⚠️ Every image ({len(samples)}) has a near-duplicate (cosine similarity >= {threshold:g}): they "
-              f"form {groups_after} group(s); a split keeps each group in one part, so check that enough groups "
-              "remain per class, or raise the threshold.")
+        messages.warn(
+            f"⚠️ Every image ({len(samples)}) has a near-duplicate (cosine similarity >= {threshold:g}): they "
+            f"form {groups_after} group(s); a split keeps each group in one part, so check that enough groups "
+            "remain per class, or raise the threshold.")
     elif verbose:
-        print(f"Near-duplicates (cosine similarity >= {threshold:g}) merged {groups_before} groups into "
-              f"{groups_after}; {int(has_twin.sum())} of {len(samples)} images have a near-duplicate.")
+        messages.say(f"Near-duplicates (cosine similarity >= {threshold:g}) merged {groups_before} groups into "
+                     f"{groups_after}; {int(has_twin.sum())} of {len(samples)} images have a near-duplicate.")
     return grouped

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from course_utils import messages
+
 __all__ = ["close_progress_bar", "is_widget_bar", "open_progress_bar", "progress_bar", "progress_summary"]
 
 
@@ -35,14 +37,16 @@ def is_widget_bar(bar: Any) -> bool:
 
 def open_progress_bar(*, total: int | None, description: str, unit: str = "batch", show: bool = True,
                       **options: Any) -> Any:
-    """A ``tqdm.auto`` bar counting to ``total``; ``show=False`` gives a silent one. Close it with
-    :func:`close_progress_bar`, which leaves one line of text in place of a widget bar.
+    """A ``tqdm.auto`` bar counting to ``total``; ``show=False`` gives a silent one, and so does
+    ``messages.set_messages("warnings")`` or ``"none"`` for every bar. Close it with :func:`close_progress_bar`,
+    which leaves one line of text in place of a widget bar.
 
     ``options`` go to tqdm (``initial``, ``mininterval``, ``dynamic_ncols``, ...).
     """
     import tqdm.auto
 
     bar_class = tqdm.auto.tqdm
+    show = show and messages.shows_progress()
     settings = {"total": total, "desc": description, "unit": unit, "disable": not show, **options}
     if not (show and is_widget_bar(bar_class)):
         return bar_class(**settings)

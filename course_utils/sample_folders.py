@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from PIL import Image
 
-from course_utils import synthetic
+from course_utils import messages, synthetic
 from course_utils.cache_folders import build_folder_once
 from course_utils.files import display_path, write_json_atomic
 
@@ -122,7 +122,7 @@ def make_sample_folder(root: Path | str, *, seed: int = 0, verbose: bool = True)
 
     def write(partial: Path) -> dict:
         if verbose:
-            print(f"Making lesson 5's sample folder in {display_path(folder)} ...")
+            messages.say(f"Making lesson 5's sample folder in {display_path(folder)} ...")
         return {"counts": _write_folder(partial, seed)}
 
     build_folder_once(folder, settings, write, not_ours="a practice folder the course made", verbose=verbose)
@@ -182,8 +182,8 @@ def copy_unlabeled_images(images: Sequence[Path | str], parent: Path | str, *, n
         raise FileExistsError(f"{display_path(parent / name)} and {name}-2 ... {name}-99 beside it all exist and "
                               "are not the course's: move some of them away.")
     if verbose and folder.name != name:
-        print(f"ℹ️ {display_path(parent / name)} is not a folder the course made: left as it is; copying the "
-              f"unlabeled images to {display_path(folder)} instead.")
+        messages.say(f"ℹ️ {display_path(parent / name)} is not a folder the course made: left as it is; copying the "
+                     f"unlabeled images to {display_path(folder)} instead.")
     write_json_atomic(folder / COPY_MARKER, {"made_by": "course_utils.sample_folders.copy_unlabeled_images",
                                              "files": names})  # first: an interrupted copy stays the course's
     for image, copy in zip(images, names, strict=True):

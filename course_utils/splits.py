@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from course_utils import messages
 from course_utils.samples import DatasetError, Sample
 
 __all__ = ["PARTS", "Split", "classes_below", "drop_rare_classes", "group_overlap", "inverse_frequency_weights",
@@ -104,10 +105,10 @@ def split_samples(samples: Sequence[Sample], classes: Sequence[str], *, val_frac
                                       strict=True):
             part_of_sample.update(dict.fromkeys(members[group], part))
     if too_few:
-        print(f"ℹ️ Class(es) with fewer than 3 groups (tracks or images) cannot appear in every part: "
-              f"{', '.join(too_few)}; add images, or drop them with drop_rare_classes() (or, with course run, "
-              "delete their folders or split the folder yourself into train/ and val/ and pass it with "
-              "-p DATASET <folder>).")
+        messages.say(f"ℹ️ Class(es) with fewer than 3 groups (tracks or images) cannot appear in every part: "
+                     f"{', '.join(too_few)}; add images, or drop them with drop_rare_classes() (or, with course run, "
+                     "delete their folders or split the folder yourself into train/ and val/ and pass it with "
+                     "-p DATASET <folder>).")
 
     parts: dict[str, list[Sample]] = {part: [] for part in PARTS}
     for index, sample in enumerate(samples):
@@ -212,7 +213,7 @@ def drop_rare_classes(samples: Sequence[Sample], classes: Sequence[str], min_cou
         raise DatasetError(f"Fewer than two classes have at least {min_count} images: lower min_count "
                            "or add images.")
     if dropped and verbose:
-        print(f"ℹ️ Dropped {len(dropped)} class(es) with fewer than {min_count} images: {', '.join(dropped)}.")
+        messages.say(f"ℹ️ Dropped {len(dropped)} class(es) with fewer than {min_count} images: {', '.join(dropped)}.")
     return select_classes(samples, classes, keep)
 
 

@@ -51,6 +51,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from course_utils import messages
 from course_utils.devices import batch_to_device, evaluating, model_device, prepare_model, run_autocast
 from course_utils.distributed import all_reduce_sum, is_distributed, is_main_process, unwrap
 from course_utils.files import display_path
@@ -111,8 +112,8 @@ def use_fused_optimizer(optimizer: torch.optim.Optimizer) -> bool:
     Adam, AdamW, SGD and Adagrad leave the implementation to PyTorch by default (``fused=None`` and
     ``foreach=None``), and on the CPU PyTorch then loops over the parameters, running about ten small
     operations on each. ``fused=True`` updates each parameter in one pass over its memory: the same
-    arithmetic, equal up to float rounding, in half the time (an AdamW step over all of EfficientNet-Lite0:
-    11 ms instead of 21-24 ms on 2 cores). :func:`fit` and :func:`train_one_epoch` call this.
+    arithmetic, equal up to float rounding, in about half the time (figures in ``benchmarks/README.md``).
+    :func:`fit` and :func:`train_one_epoch` call this.
 
     The optimizer is left as it is when you chose ``fused`` or ``foreach`` yourself, for other optimizer
     classes, with ``differentiable=True``, when a parameter is not a float tensor on the CPU (on CUDA PyTorch
@@ -470,10 +471,10 @@ def fit(
       ``model.train()``), so running means and variances do not change at all. Their scale and shift (the
       affine weights) still train when they are trainable (``requires_grad``), as in the Keras guide.
 
-    Layers whose parameters are all frozen stay in eval mode in both modes. Neither mode always wins (issue 19's
-    measurements): on lesson 5's practice folder "frozen" averaged 92.8% over five seeds against 85.9% and never
-    collapsed, while on a folder of scanned digits (dark ink on white, far from ImageNet) it stayed at chance on
-    two seeds of three where "train" reached 83-86%. Decide it on the validation split.
+    Layers whose parameters are all frozen stay in eval mode in both modes. Neither mode always wins: "frozen"
+    did better and never collapsed on lesson 5's practice folder, while on a folder of scanned digits (dark ink
+    on white, far from ImageNet's statistics) it stayed at chance on some seeds where "train" learnt (figures in
+    ``benchmarks/README.md``, "Figures behind the package's defaults"). Decide it on the validation split.
 
     **Several processes** (``torchrun``, see :mod:`course_utils.distributed` and ``course_tools/train.py``): pass
     the model wrapped in ``DistributedDataParallel`` and loaders whose samplers shard the splits. Loss and
@@ -511,7 +512,7 @@ def fit(
         history, best_row, best_state = _resume_from(checkpoint_path, plain_model, optimizer, scheduler, scaler,
                                                      train_loader, verbose=verbose)
     elif resume and verbose:
-        print(f"No checkpoint at {display_path(checkpoint_path)} yet: starting from epoch {first_epoch}.")
+        messages.say(f"No checkpoint at {display_path(checkpoint_path)} yet: starting from epoch {first_epoch}.")
 
     def save_epoch(row: dict[str, float]) -> None:
         training_state = {"history": history, "best_state": best_state, "best_epoch": best_row["epoch"],
@@ -551,13 +552,13 @@ def fit(
         f"loss {last['train_loss']:.4f}, acc {last['train_accuracy']:.3f}, val_loss {last['val_loss']:.4f}, "
         f"val_acc {last['val_accuracy']:.3f}"))
     if stopped_now and verbose:
-        print(f"Early stopping after epoch {last['epoch']}: no better validation accuracy for "
-              f"{early_stopping_patience} epoch(s).")
+        messages.say(f"Early stopping after epoch {last['epoch']}: no better validation accuracy for "
+                     f"{early_stopping_patience} epoch(s).")
     if best_state is not None:
         plain_model.load_state_dict(best_state)
         if verbose and best_row["epoch"] != history[-1]["epoch"]:
-            print(f"Restored the best weights: epoch {best_row['epoch']}, "
-                  f"val accuracy {best_row['val_accuracy']:.3f}.")
+            messages.say(f"Restored the best weights: epoch {best_row['epoch']}, "
+                         f"val accuracy {best_row['val_accuracy']:.3f}.")
     return _history_frame(history, best_row["epoch"] if best_row else None)
 
 
@@ -609,8 +610,8 @@ def _resume_from(checkpoint_path: str | os.PathLike[str], model: nn.Module, opti
     best_row = next(row for row in history if row["epoch"] == training["best_epoch"])
     _set_rng_state(training["rng"], train_loader)
     if verbose:
-        print(f"Resuming from {display_path(checkpoint_path)}: {len(history)} epoch(s) done, "
-              f"best val accuracy {best_row['val_accuracy']:.3f} at epoch {best_row['epoch']}.")
+        messages.say(f"Resuming from {display_path(checkpoint_path)}: {len(history)} epoch(s) done, "
+                     f"best val accuracy {best_row['val_accuracy']:.3f} at epoch {best_row['epoch']}.")
     return history, best_row, training["best_state"]
 
 
@@ -749,9 +750,9 @@ def fine_tune(
     cosine to almost zero (``OneCycleLR``, stepped every batch, as in fastai's ``fine_tune``). ``batchnorm``
     goes to :func:`fit`, whose docstring explains the choice. Its default here is ``"frozen"``: the head of stage
     1 learnt on features computed with BatchNorm in inference mode (cached features are computed in eval mode),
-    and ``"train"`` would hand it different features from the first batch of stage 2 on. Measured on the
-    synthetic signs (EfficientNet-Lite0, 64 px, seed 0): with ``"train"`` stage 2 fell from 96.9% validation
-    accuracy to 86.5%, with ``"frozen"`` it rose to 100%. On images far from ImageNet's try ``"train"`` too.
+    and ``"train"`` would hand it different features from the first batch of stage 2 on (on the synthetic
+    signs stage 2 lost validation accuracy with ``"train"`` and gained with ``"frozen"``: figures in
+    ``benchmarks/README.md``). On images far from ImageNet's try ``"train"`` too.
 
     **Safety net**: when stage 2's loss becomes non-finite (nan, inf) or its validation accuracy never rises
     above chance (the share of the most common class), one line says so and the model goes back to the
@@ -802,8 +803,9 @@ def fine_tune(
         model.load_state_dict(stage_one_state)
         freeze_backbone(model)
         kept_stage, best_epoch = 1, (stages[0].attrs.get("best_epoch") if head_rows else None)
-        print(f"{icon} Fine-tuning (stage 2) was not kept: {problem}; the model holds the stage-1 weights (the head "
-              f"on the frozen body). {advice[0].upper()}{advice[1:]}.")
+        line = (f"{icon} Fine-tuning (stage 2) was not kept: {problem}; the model holds the stage-1 weights (the head "
+                f"on the frozen body). {advice[0].upper()}{advice[1:]}.")
+        (messages.warn if failed else messages.say)(line)
     history.attrs.update(best_epoch=best_epoch, kept_stage=kept_stage, problem=problem)
     return history
 
@@ -948,8 +950,8 @@ def find_learning_rate(
     suggestion, steepest = _rate_suggestions(rates, losses)
     result = LearningRateFinderResult(rates, losses, suggestion, steepest, diverged)
     if suggestion is None:
-        print(f"⚠️ The learning-rate finder found no rate that lowers the loss: it rose from the first rate on "
-              f"(start_lr={start_lr:g}); try a lower start_lr, and check the data and the loss.")
+        messages.warn(f"⚠️ The learning-rate finder found no rate that lowers the loss: it rose from the first rate on "
+                      f"(start_lr={start_lr:g}); try a lower start_lr, and check the data and the loss.")
     elif verbose:
-        print(result)
+        messages.say(result)
     return result
