@@ -40,7 +40,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -522,10 +522,7 @@ def fit(
                         **{field: metadata.get(field) for field in _CHECKPOINT_FIELDS})
 
     batches = len(train_loader) if hasattr(train_loader, "__len__") else None
-    bar = open_progress_bar(total=epochs, initial=len(history), description="epochs", unit="epoch", show=verbose,
-                            leave=True, mininterval=BAR_REFRESH_SECONDS, dynamic_ncols=True)
-    if not is_widget_bar(bar):
-        bar.mininterval = TEXT_BAR_REFRESH_SECONDS  # a log keeps every redraw: a few lines per run
+    bar = _open_epoch_bar(epochs, len(history), verbose)
     epochs_left = range(len(history) + 1 + offset, epochs + 1 + offset)
     if _patience_ran_out(history, best_row, early_stopping_patience):
         epochs_left = range(0)  # a resumed run that had already stopped early
@@ -536,30 +533,55 @@ def fit(
         history.append(row)
         if _is_better(row, best_row):
             best_row, best_state = row, _cpu_copy(plain_model)
-        bar.set_postfix({"loss": f"{row['train_loss']:.4f}", "acc": f"{row['train_accuracy']:.3f}",
-                         "val_loss": f"{row['val_loss']:.4f}", "val_acc": f"{row['val_accuracy']:.3f}"},
-                        refresh=False)
-        bar.update(1)
+        _show_epoch(bar, row)
         if checkpoint_path is not None and is_main_process():
             save_epoch(row)
         if _patience_ran_out(history, best_row, early_stopping_patience):
             stopped_now = True
             break
 
-    last = history[-1] if history else None  # a widget bar becomes this line: saved notebooks keep it
+    _close_epoch_bar(bar, history)
+    if stopped_now and verbose:
+        messages.say(f"Early stopping after epoch {history[-1]['epoch']}: no better validation accuracy for "
+                     f"{early_stopping_patience} epoch(s).")
+    _restore_best(plain_model, best_row, best_state, history, verbose)
+    return _history_frame(history, best_row["epoch"] if best_row else None)
+
+
+def _open_epoch_bar(epochs: int, done: int, verbose: bool) -> Any:
+    """The bar of :func:`fit`: one step per epoch, ``done`` of them already (a resumed run)."""
+    bar = open_progress_bar(total=epochs, initial=done, description="epochs", unit="epoch", show=verbose,
+                            leave=True, mininterval=BAR_REFRESH_SECONDS, dynamic_ncols=True)
+    if not is_widget_bar(bar):
+        bar.mininterval = TEXT_BAR_REFRESH_SECONDS  # a log keeps every redraw: a few lines per run
+    return bar
+
+
+def _show_epoch(bar: Any, row: Mapping[str, float]) -> None:
+    """One epoch done: the bar moves on and shows the epoch's metrics beside it."""
+    bar.set_postfix({"loss": f"{row['train_loss']:.4f}", "acc": f"{row['train_accuracy']:.3f}",
+                     "val_loss": f"{row['val_loss']:.4f}", "val_acc": f"{row['val_accuracy']:.3f}"}, refresh=False)
+    bar.update(1)
+
+
+def _close_epoch_bar(bar: Any, history: Sequence[Mapping[str, float]]) -> None:
+    """Close the bar; a widget bar becomes one line (epochs, time, last epoch's metrics) that saved notebooks keep."""
+    last = history[-1] if history else None
     close_progress_bar(bar, None if last is None else (
         f"{len(history)} epoch(s) in {sum(row['seconds'] for row in history):.0f} s; last epoch: "
         f"loss {last['train_loss']:.4f}, acc {last['train_accuracy']:.3f}, val_loss {last['val_loss']:.4f}, "
         f"val_acc {last['val_accuracy']:.3f}"))
-    if stopped_now and verbose:
-        messages.say(f"Early stopping after epoch {last['epoch']}: no better validation accuracy for "
-                     f"{early_stopping_patience} epoch(s).")
-    if best_state is not None:
-        plain_model.load_state_dict(best_state)
-        if verbose and best_row["epoch"] != history[-1]["epoch"]:
-            messages.say(f"Restored the best weights: epoch {best_row['epoch']}, "
-                         f"val accuracy {best_row['val_accuracy']:.3f}.")
-    return _history_frame(history, best_row["epoch"] if best_row else None)
+
+
+def _restore_best(model: nn.Module, best_row: Mapping[str, float] | None, best_state: Mapping[str, Any] | None,
+                  history: Sequence[Mapping[str, float]], verbose: bool) -> None:
+    """Load the best epoch's weights into ``model`` (saying so when it is not the last epoch)."""
+    if best_state is None:
+        return
+    model.load_state_dict(best_state)
+    if verbose and best_row["epoch"] != history[-1]["epoch"]:
+        messages.say(f"Restored the best weights: epoch {best_row['epoch']}, "
+                     f"val accuracy {best_row['val_accuracy']:.3f}.")
 
 
 def _patience_ran_out(history: list[dict[str, float]], best_row: Mapping[str, float] | None,
