@@ -48,25 +48,27 @@ import nbformat
 from nbconvert.preprocessors import ClearOutputPreprocessor, Preprocessor
 from traitlets import Unicode
 
+from course_utils.solution_markers import (
+    BEGIN_LINE,
+    BEGIN_MARKER,
+    END_LINE,
+    END_MARKER,
+    EXERCISE_LINE,
+    REFERENCE_LINE,
+    REFERENCE_PREFIX,
+    lines_in_solution_regions,
+)
+
 __all__ = ["BEGIN_MARKER", "END_MARKER", "MARKDOWN_STUB", "REFERENCE_PREFIX", "STUB_COMMENT", "MarkerError",
            "StripSolutions", "solution_lines", "strip_markdown_solutions", "strip_solutions", "stub_message",
            "student_version"]
 
-BEGIN_MARKER = "### BEGIN SOLUTION"
-END_MARKER = "### END SOLUTION"
 STUB_COMMENT = "# YOUR CODE HERE"
 #: What a solution region of a markdown cell becomes in the student version.
 MARKDOWN_STUB = "*Your answer here.*"
 
-#: The comment, first in a solution region, that names the one line taking the package's answer instead.
-REFERENCE_PREFIX = "# Reference:"
-
-_BEGIN = re.compile(r"^(?P<indent>[ \t]*)###\s*BEGIN SOLUTION\s*$")
-_END = re.compile(r"^[ \t]*###\s*END SOLUTION\s*$")
 # Anything that a reader would take for a marker: any number of #, any case, words run together, text after.
 _NEAR_MARKER = re.compile(r"^\s*(?:#+|<!--|\*\*|__)\s*(?:BEGIN|END)[\s_-]*SOLUTIONS?(?![A-Za-z0-9])", re.IGNORECASE)
-_REFERENCE = re.compile(r"^[ \t]*#\s*Reference:\s*(?P<line>\S.*?)\s*$")
-_EXERCISE = re.compile(r"^\s*#\s*Exercise(?:\s+(?P<number>\d+))?\s*:\s*(?P<title>\S.*?)\s*$")
 # Metadata written when a notebook runs; it describes outputs, so student versions drop it with them.
 _EXECUTION_NOTEBOOK_METADATA = ("papermill", "widgets")
 
@@ -118,7 +120,7 @@ def _strip(source: str, label: str | None, exercise_label: Callable[[str], str |
 
     for index, line in enumerate(lines):
         text = line.rstrip("\r\n")
-        begin = _BEGIN.match(text)
+        begin = BEGIN_LINE.match(text)
         if begin:
             if begin_line is not None:
                 raise error(f"nested {BEGIN_MARKER} on line {index + 1} (the region opened on line "
@@ -127,7 +129,7 @@ def _strip(source: str, label: str | None, exercise_label: Callable[[str], str |
                 raise error(f"the solution region on line {index + 1} has no '# Exercise N: <title>' "
                             "comment above it (in this cell or an earlier one)")
             begin_line, indent, reference = index, begin.group("indent"), None
-        elif _END.match(text):
+        elif END_LINE.match(text):
             if begin_line is None:
                 raise error(f"{END_MARKER} on line {index + 1} without {BEGIN_MARKER}")
             output.extend([f"{indent}{MARKDOWN_STUB}\n"] if markdown else _stub(indent, label or "", reference))
@@ -136,12 +138,12 @@ def _strip(source: str, label: str | None, exercise_label: Callable[[str], str |
             raise error(f"line {index + 1}, {text.strip()!r}, looks like a solution marker but is not one, so the "
                         f"answer would be published: write exactly '{BEGIN_MARKER}' or '{END_MARKER}' (three #, "
                         "capitals, nothing after)")
-        elif not markdown and begin_line is not None and index == begin_line + 1 and _REFERENCE.match(text):
-            reference = _REFERENCE.match(text).group("line")
+        elif not markdown and begin_line is not None and index == begin_line + 1 and REFERENCE_LINE.match(text):
+            reference = REFERENCE_LINE.match(text).group("line")
         elif begin_line is None:
             label = exercise_label(text) or label
             output.append(line)
-        elif not markdown and _EXERCISE.match(text):
+        elif not markdown and EXERCISE_LINE.match(text):
             raise error(f"exercise comment on line {index + 1} inside a solution region")
     if begin_line is not None:
         raise error(f"{BEGIN_MARKER} on line {begin_line + 1} has no {END_MARKER}")
@@ -171,16 +173,7 @@ def strip_markdown_solutions(source: str, where: str = "markdown cell") -> str:
 
 def solution_lines(source: str) -> list[str]:
     """The non-blank lines inside solution regions of ``source``, stripped of surrounding spaces."""
-    found: list[str] = []
-    inside = False
-    for line in source.splitlines():
-        if _BEGIN.match(line):
-            inside = True
-        elif _END.match(line):
-            inside = False
-        elif inside and line.strip():
-            found.append(line.strip())
-    return found
+    return [line.strip() for line in lines_in_solution_regions(source) if line.strip()]
 
 
 def _student_cell_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -246,7 +239,7 @@ class StripSolutions(Preprocessor):
 
     def _exercise_label(self, line: str, where: str) -> str | None:
         """``"Exercise 3: <title>"`` when ``line`` starts the next exercise, else ``None``."""
-        match = _EXERCISE.match(line)
+        match = EXERCISE_LINE.match(line)
         if not match:
             return None
         self._exercises_seen += 1

@@ -10,7 +10,8 @@ shown by ``->``). No import cycles, and nothing here imports ``course_tools`` (t
 - basics: ``config`` (settings, profiles, lesson defaults), ``files`` (atomic writes), ``samples``
   (``Sample``, errors, tracks), ``image_files`` (``load_rgb``, ``to_numpy``), ``devices`` (``evaluating``,
   device moves, autocast), ``transforms`` (v2 pipelines), ``progress`` (bars that leave a line of text),
-  ``messages`` (every line the package prints, and the one switch that quiets them)
+  ``messages`` (every line the package prints, and the one switch that quiets them), ``solution_markers``
+  (how solution notebooks mark exercises, read by ``course build`` and ``checks.solution``)
 - data: ``splits`` (track-aware splits), ``synthetic`` (synthetic traffic signs), ``datasets`` (folders,
   GTSRB, pets, ``load_dataset``) -> splits, synthetic; ``loaders`` (``ImageDataset``, ``make_loader``)
 - models: ``backbones`` (one table per architecture, ``load_backbone``), ``models`` (heads, freezing)
@@ -31,8 +32,8 @@ that needs them is imported.
 
 __all__ = ["backbones", "baselines", "calibration", "checkpoint_checks", "checkpoints", "checks", "config", "datasets",
            "devices", "distributed", "environment", "evaluation", "features", "files", "hints", "image_files",
-           "loaders", "messages", "models", "near_duplicates", "plots", "progress", "results", "samples", "splits",
-           "synthetic", "training", "transforms"]
+           "loaders", "messages", "models", "near_duplicates", "plots", "progress", "results", "samples",
+           "solution_markers", "splits", "synthetic", "training", "transforms"]
 
 __version__ = "0.1.0"
 

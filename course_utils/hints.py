@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, NoReturn
 from course_utils import messages
 from course_utils.files import display_path
 from course_utils.ipython_errors import ExerciseError, current_shell, show_in_one_line
+from course_utils.solution_markers import EXERCISE_LINE, REFERENCE_LINE, lines_in_solution_regions
 
 __all__ = ["hint", "solution"]
 
@@ -201,10 +202,6 @@ class _Written(NamedTuple):
     answer: str | None = None
 
 
-_EXERCISE_LINE = re.compile(r"^\s*#\s*Exercise(?:\s+(?P<number>\d+))?\s*:\s*(?P<title>\S.*?)\s*$")
-_REFERENCE_LINE = re.compile(r"^(?P<indent>[ \t]*)#\s*Reference:\s*(?P<line>\S.*?)\s*$")
-_BEGIN_LINE = re.compile(r"^\s*###\s*BEGIN SOLUTION\s*$")
-_END_LINE = re.compile(r"^\s*###\s*END SOLUTION\s*$")
 
 
 def _cell_source(cell: Any) -> str | None:
@@ -213,20 +210,6 @@ def _cell_source(cell: Any) -> str | None:
     if isinstance(source, list) and all(isinstance(part, str) for part in source):
         source = "".join(source)
     return source if isinstance(source, str) else None
-
-
-def _markdown_answer(source: str) -> list[str]:
-    """The lines inside the solution regions of a markdown cell's ``source`` (a written answer)."""
-    lines: list[str] = []
-    inside = False
-    for line in source.splitlines():
-        if _BEGIN_LINE.match(line):
-            inside = True
-        elif _END_LINE.match(line):
-            inside = False
-        elif inside:
-            lines.append(line.rstrip())
-    return lines
 
 
 def _solution_notebook(lesson: str) -> Path | None:
@@ -256,19 +239,19 @@ def _written_exercises(lesson: str) -> tuple[Path | None, dict[int, _Written]]:
             continue
         source = _cell_source(cell)
         if cell.get("cell_type") == "markdown" and source is not None:
-            written_above += _markdown_answer(source)
+            written_above += lines_in_solution_regions(source)
             continue
         if cell.get("cell_type") != "code":
             continue
         answer = "\n".join(written_above).strip() or None
         written_above = []
         for line in source.splitlines() if isinstance(source, str) else []:
-            heading = _EXERCISE_LINE.match(line)
+            heading = EXERCISE_LINE.match(line)
             if heading:
                 found[len(found) + 1] = _Written(heading["title"], None, False, answer)
                 answer = None
                 continue
-            reference = _REFERENCE_LINE.match(line)
+            reference = REFERENCE_LINE.match(line)
             if reference and found and found[len(found)].reference is None:
                 found[len(found)] = found[len(found)]._replace(reference=reference["line"],
                                                                inside_block=bool(reference["indent"]))
