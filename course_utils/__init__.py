@@ -11,7 +11,8 @@ shown by ``->``). No import cycles, and nothing here imports ``course_tools`` (t
   (``Sample``, errors, tracks), ``image_files`` (``load_rgb``, ``to_numpy``), ``devices`` (``evaluating``,
   device moves, autocast), ``transforms`` (v2 pipelines), ``progress`` (bars that leave a line of text),
   ``messages`` (every line the package prints, and the one switch that quiets them), ``solution_markers``
-  (how solution notebooks mark exercises, read by ``course build`` and ``checks.solution``)
+  (how solution notebooks mark exercises, read by ``course build`` and ``checks.solution``), ``stop_at_error``
+  (Run All ends at the first red box)
 - data: ``splits`` (track-aware splits), ``synthetic`` (synthetic traffic signs), ``datasets`` (folders,
   GTSRB, pets, ``load_dataset``) -> splits, synthetic; ``loaders`` (``ImageDataset``, ``make_loader``)
 - models: ``backbones`` (one table per architecture, ``load_backbone``), ``models`` (heads, freezing)
@@ -33,7 +34,7 @@ that needs them is imported.
 __all__ = ["backbones", "baselines", "calibration", "checkpoint_checks", "checkpoints", "checks", "config", "datasets",
            "devices", "distributed", "environment", "evaluation", "features", "files", "hints", "image_files",
            "loaders", "messages", "models", "near_duplicates", "plots", "progress", "results", "samples",
-           "solution_markers", "splits", "synthetic", "training", "transforms"]
+           "solution_markers", "splits", "stop_at_error", "synthetic", "training", "transforms"]
 
 __version__ = "0.1.0"
 

@@ -21,6 +21,7 @@ import torch
 
 from course_utils import messages
 from course_utils.config import PROFILES, on_kaggle
+from course_utils.stop_at_error import stop_queued_cells_after_an_error
 
 __all__ = ["PROFILE_VARIABLE", "LessonEnvironment", "choose_profile", "detect_platform", "profile_and_reason",
            "profile_banner", "seed_everything", "select_device", "show_exercise_stubs_briefly", "start_lesson"]
@@ -167,4 +168,5 @@ def start_lesson(profile: str | None = None, seed: int = 0, device: str | None =
     )
     messages.say(profile_banner(chosen, chosen_device, how_chosen))
     show_exercise_stubs_briefly()
+    stop_queued_cells_after_an_error()  # Run All ends at the first red box, also on a busy machine
     return environment
