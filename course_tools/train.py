@@ -52,7 +52,9 @@ class StoppedBySignal(BaseException):
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options of ``course train`` (also those of ``python -m course_tools.train``)."""
-    parser.add_argument("folder", type=Path, metavar="FOLDER", help="a folder with one sub-folder per class")
+    parser.add_argument("folder", type=Path, metavar="FOLDER",
+                        help="a folder with one sub-folder per class, or the name of one of the course's data sets "
+                             "(e.g. pets-binary), read from the data folder, never downloaded")
     parser.add_argument("--output", type=Path, required=True, metavar="DIR",
                         help="where model.pt, metrics.json and classification_report.csv go")
     parser.add_argument("--profile", help="full, offline or smoke: where the defaults come from (default: "
@@ -109,17 +111,29 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return {**settings, "profile": profile}
 
 
-def _read_split(folder: Path, min_images: int, seed: int, verbose: bool) -> tuple[Any, list[str], list[str]]:
-    """Scan, drop rare classes and split, on every rank; every rank must be able to and must get the same split."""
+def _read_split(folder: Path, min_images: int, seed: int, verbose: bool,
+                profile: str = "offline") -> tuple[Any, list[str], list[str]]:
+    """Scan, drop rare classes and split, on every rank; every rank must be able to and must get the same split.
+
+    ``folder`` may also name one of the course's data sets (``pets-binary``, ``gtsrb``, ...; see
+    :data:`course_utils.dataset_registry.DATASET_REGISTRY`) when no folder of that name exists: it is read, never
+    downloaded (several processes would download it at once; ``course prefetch`` does it first), and split as
+    ``load_dataset`` splits it for ``profile`` (its own test set kept).
+    """
     from course_utils import datasets, distributed, splits
+    from course_utils.dataset_registry import DATASET_REGISTRY
 
     problem, result = None, None
     try:
-        samples, classes = datasets.scan_image_folder(folder, verbose=verbose)
-        kept, kept_classes = splits.drop_rare_classes(samples, classes, min_images, verbose=verbose)
-        split = splits.split_samples(kept, kept_classes, val_fraction=0.15, test_fraction=0.25, seed=seed,
-                                     group_aware=True)
-        result = (split, kept_classes, [name for name in classes if name not in kept_classes])
+        if str(folder) in DATASET_REGISTRY and not folder.exists():
+            split = datasets.load_dataset(str(folder), profile=profile, seed=seed, download=False, verbose=verbose)
+            result = (split, list(split.classes), [])
+        else:
+            samples, classes = datasets.scan_image_folder(folder, verbose=verbose)
+            kept, kept_classes = splits.drop_rare_classes(samples, classes, min_images, verbose=verbose)
+            split = splits.split_samples(kept, kept_classes, val_fraction=0.15, test_fraction=0.25, seed=seed,
+                                         group_aware=True)
+            result = (split, kept_classes, [name for name in classes if name not in kept_classes])
     except (OSError, ValueError) as error:
         problem = str(error).splitlines()[0] if str(error) else type(error).__name__
     distributed.check_on_every_rank(problem)
@@ -286,7 +300,8 @@ def train_folder(args: argparse.Namespace) -> dict[str, Any] | None:
         problem = _first_line(error)
     distributed.check_on_every_rank(problem)
     environment.seed_everything(args.seed)
-    split, classes, dropped = _read_split(args.folder, args.min_images, args.seed, verbose=main_process)
+    split, classes, dropped = _read_split(args.folder, args.min_images, args.seed, verbose=main_process,
+                                          profile=settings["profile"])
     world = distributed.world_size()
     if main_process:
         print(f"{len(split.train)} training, {len(split.val)} validation and {len(split.test)} test images in "

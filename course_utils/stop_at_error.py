@@ -26,7 +26,7 @@ __all__ = ["REACTION_SECONDS", "SKIPPED_LINE", "QueuedCellGuard", "stop_queued_c
 
 #: A request sent within this many seconds after the failed cell's request plus its run time was queued by Run All,
 #: not sent by a person who had seen the red box.
-REACTION_SECONDS = 2.0
+REACTION_SECONDS = 1.0
 #: What a skipped cell prints.
 SKIPPED_LINE = ("⏭️ Not run: Run All had queued this cell behind the failed cell above (the first red box). "
                 "Fix that cell, then run this one again.")

@@ -11,24 +11,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from helpers import picture, stand_in_gtsrb
 
 from course_tools.runner import run_lesson
-from course_utils.datasets import GTSRB_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
-
-
-def _picture(class_index: int, variant: int, size: int = 32) -> Image.Image:
-    """A small image whose colour and stripe depend on the class (learnable), varied per image."""
-    rng = np.random.default_rng(1000 * class_index + variant)
-    base = np.array([(53 * class_index) % 256, (97 * class_index + 40) % 256, (151 * class_index + 80) % 256])
-    pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255)
-    pixels[:, (class_index * 3) % size: (class_index * 3) % size + 4] = 255
-    return Image.fromarray(pixels.astype(np.uint8))
 
 
 def _findings(folder: Path, lesson: str) -> list[dict]:
@@ -47,7 +36,7 @@ def test_lessons_2_and_3_finish_on_a_messy_user_folder(tmp_path, monkeypatch):
     for index, name in enumerate(("arrow", "circle", "square")):
         (folder / name).mkdir(parents=True)
         for number in range(10):
-            _picture(index, number).save(folder / name / f"photo {number}.png")
+            picture(index, number).save(folder / name / f"photo {number}.png")
     (folder / "arrow" / "broken.jpg").write_bytes(b"")  # an empty file
     (folder / "circle" / "not_an_image.png").write_text("this is text")  # a wrong extension
     (folder / "square" / "notes.txt").write_text("taken on a sunny day")  # not an image at all
@@ -59,30 +48,10 @@ def test_lessons_2_and_3_finish_on_a_messy_user_folder(tmp_path, monkeypatch):
     assert (folder / "arrow" / "broken.jpg").exists()  # the user's files stay as they were
 
 
-def _stand_in_gtsrb(data_dir: Path, tracks: int = 3, frames: int = 2, test_per_class: int = 2) -> None:
-    """torchvision's GTSRB layout: gtsrb/GTSRB/Training/000NN/<track>_<frame>.ppm, the test images in
-    gtsrb/GTSRB/Final_Test/Images and their labels in gtsrb/GT-final_test.csv."""
-    base = data_dir / "gtsrb"
-    test_dir = base / "GTSRB" / "Final_Test" / "Images"
-    test_dir.mkdir(parents=True)
-    rows = ["Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"]
-    for class_id in range(len(GTSRB_CLASSES)):
-        class_dir = base / "GTSRB" / "Training" / f"{class_id:05d}"
-        class_dir.mkdir(parents=True)
-        for track in range(tracks):
-            for frame in range(frames):
-                _picture(class_id, track * 10 + frame).save(class_dir / f"{track:05d}_{frame:05d}.ppm")
-        for number in range(test_per_class):
-            name = f"{class_id * test_per_class + number:05d}.ppm"
-            _picture(class_id, 500 + number).save(test_dir / name)
-            rows.append(f"{name};32;32;0;0;31;31;{class_id}")
-    (base / "GT-final_test.csv").write_text("\n".join(rows) + "\n")
-
-
 def test_all_lessons_finish_in_the_full_profile_on_a_stand_in_gtsrb(tmp_path, monkeypatch):
     monkeypatch.delenv("COURSE_STRICT_FINDINGS", raising=False)
     data_dir = tmp_path / "data"
-    _stand_in_gtsrb(data_dir)
+    stand_in_gtsrb(data_dir)
     output = tmp_path / "out"
     for lesson in ("01_cnn_from_scratch", "02_feature_extraction", "03_fine_tuning", "04_unknown_class"):
         _run(lesson, output, "full", ARCH="efficientnet_lite0", IMAGE_SIZE=32, EPOCHS=2, BATCH_SIZE=16,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import stand_in_pets
 from PIL import Image
 
 from course_tools import cli, train
@@ -175,3 +176,20 @@ def test_a_stage_two_stuck_at_chance_is_not_kept(tmp_path: Path, monkeypatch: py
     assert (kept, val_accuracy, same) == (kept_stage, stage_two_accuracy if kept_stage == 2 else 0.4, kept_stage == 1)
     notice = capsys.readouterr().out
     assert ("never rose above chance (50.0%" in notice) == (kept_stage == 1)
+
+
+def test_course_train_reads_a_named_data_set_from_the_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys) -> None:
+    """Lesson 6 in the full profile trains on lesson 5's data set there, Oxford-IIIT Pet's cat or dog, by name."""
+    monkeypatch.chdir(tmp_path)  # no folder called pets-binary here
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+    assert cli.main(["train", "pets-binary", "--output", str(tmp_path / "missing"), *QUICK]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "Oxford-IIIT Pet is not in" in error[0]  # read, never downloaded
+
+    stand_in_pets(tmp_path / "data")
+    assert cli.main(["train", "pets-binary", "--output", str(tmp_path / "run"), *QUICK, "--epochs", "1",
+                     "--head-epochs", "1"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["classes"] == ["cat", "dog"] and metrics["dataset"] == "pets-binary"
+    assert "validation and 8 test images in 2 classes" in capsys.readouterr().out  # Pet's own test set, kept
