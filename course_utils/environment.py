@@ -21,6 +21,7 @@ import torch
 
 from course_utils import messages
 from course_utils.config import PROFILES, on_kaggle
+from course_utils.ipython_errors import current_shell
 from course_utils.stop_at_error import stop_queued_cells_after_an_error
 
 __all__ = ["PROFILE_VARIABLE", "LessonEnvironment", "choose_profile", "detect_platform", "profile_and_reason",
@@ -144,11 +145,7 @@ def show_exercise_stubs_briefly() -> bool:
     The stubs of the student notebooks raise ``NotImplementedError("Exercise N: ...")``; the traceback
     would only repeat the cell. Returns whether a handler was installed (False outside IPython).
     """
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
+    shell = current_shell()
     if shell is None:
         return False
     shell.set_custom_exc((NotImplementedError,), _brief_exercise_stub)

@@ -22,6 +22,8 @@ import time
 from datetime import datetime
 from typing import Any
 
+from course_utils.ipython_errors import current_shell
+
 __all__ = ["REACTION_SECONDS", "SKIPPED_LINE", "QueuedCellGuard", "stop_queued_cells_after_an_error"]
 
 #: A request sent within this many seconds after the failed cell's request plus its run time was queued by Run All,
@@ -87,12 +89,7 @@ class QueuedCellGuard:
 def stop_queued_cells_after_an_error(shell: Any = None) -> bool:
     """In a Jupyter kernel, skip the cells that Run All had queued behind a cell that failed (see the module
     docstring). Installed once per kernel; returns whether it is installed (False outside IPython)."""
-    if shell is None:
-        try:
-            from IPython import get_ipython
-        except ImportError:
-            return False
-        shell = get_ipython()
+    shell = shell if shell is not None else current_shell()
     if shell is None:
         return False
     if any(isinstance(getattr(hook, "__self__", None), QueuedCellGuard) for hook in shell.input_transformers_post):
