@@ -162,7 +162,10 @@ def run_cells(page: Page, indices: list[int]) -> None:
 
 def analyse(cells: list[dict]) -> dict:
     """Where Run All stopped, the text of the red box there, and every traceback line on the page."""
-    numbers = [(prompt_number(cell["prompt"]), index) for index, cell in enumerate(cells) if cell["code"]]
+    # A cell that Run All had queued behind a failed cell and the lesson skipped (course_utils.stop_at_error) has a
+    # prompt number but ran nothing: it counts as not run.
+    numbers = [(None if skipped(cell) else prompt_number(cell["prompt"]), index)
+               for index, cell in enumerate(cells) if cell["code"]]
     executed = [(number, index) for number, index in numbers if number is not None]
     last = max(executed)[1] if executed else None
     stopped = last is not None and any(number is None for number, index in numbers if index > last)
@@ -172,6 +175,11 @@ def analyse(cells: list[dict]) -> dict:
     tracebacks = [index for index, cell in enumerate(cells)
                   if any(TRACEBACK.search(o["text"]) for o in cell["outputs"])]
     return {"last_cell": last, "stopped": stopped, "red_box": red.strip(), "traceback_cells": tracebacks}
+
+
+def skipped(cell: dict) -> bool:
+    """Whether the cell's only output is the line of a cell skipped after a failure above it."""
+    return bool(cell["outputs"]) and all(o["text"].startswith("⏭️ Not run") for o in cell["outputs"])
 
 
 def cell_text(cells: list[dict], index: int) -> str:
