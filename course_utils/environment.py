@@ -165,5 +165,5 @@ def start_lesson(profile: str | None = None, seed: int = 0, device: str | None =
     )
     messages.say(profile_banner(chosen, chosen_device, how_chosen))
     show_exercise_stubs_briefly()
-    stop_queued_cells_after_an_error()  # Run All ends at the first red box, also on a busy machine
+    stop_queued_cells_after_an_error()  # Run All ends at the first red box, also after a quick failure
     return environment

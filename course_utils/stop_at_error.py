@@ -1,10 +1,11 @@
-"""Run All stops at the first red box, also when the kernel is slow to say so.
+"""Run All stops at the first red box, also when a cell fails right after the run began.
 
-JupyterLab's **Run All** sends every cell to the kernel at once; when a cell fails, the kernel drops the
-requests still waiting behind it, so the first red box is where the run ends. The kernel decides which
-requests count as "waiting" by what has reached its queue when the error happens, and on a busy machine a
-request can arrive later than that (ipykernel documents the symptom under ``stop_on_error_timeout``): a cell
-below the red box then runs anyway and fails in turn, on a variable the failed cell never made.
+JupyterLab's **Run All** (and **Run Selected Cell and All Below**) sends every cell to the kernel at once; when a
+cell fails, the kernel drops the requests still waiting behind it, so the first red box is where the run ends.
+The kernel decides which requests count as "waiting" by what has reached its queue when the error happens, and
+a request can arrive later than that (ipykernel documents the symptom under ``stop_on_error_timeout``). Seen in
+the course's browser walk (ipykernel 7.4): an exercise that failed within a second of the click had the next
+three cells dropped and every cell after them started, answers to later exercises included.
 
 :func:`stop_queued_cells_after_an_error` adds the rule the kernel means, written with each request's own time:
 a cell whose request was sent before the frontend could have seen the failure was queued behind it, so it is
