@@ -74,6 +74,7 @@ class Finding:
     images: int
     groups: int
     headline: bool = True
+    part: str = "test"  # which images: "test", or "validation" for a decision taken on validation
 
     def as_dict(self) -> dict[str, Any]:
         """The finding as plain JSON values (for ``metrics.json``)."""
@@ -112,7 +113,7 @@ def format_line(record: dict[str, Any]) -> str:
             f" vs {labelled_value(record['label_b'], record['value_b'], metric)}, difference "
             f"{_format_difference(record['difference'], metric)} (95% interval "
             f"{_format_difference(record['ci_low'], metric)} to {_format_difference(record['ci_high'], metric)},"
-            f" {record.get('groups', '?')} test groups): {verdict}")
+            f" {record.get('groups', '?')} {record.get('part', 'test')} groups): {verdict}")
 
 
 def strict() -> bool:
@@ -207,7 +208,8 @@ def _conclude(finding: Finding, verbose: bool) -> Finding:
 
 
 def _finding(name: str, claim: str | None, metric: str, labels: tuple[str, str], values: tuple[float, float],
-             resampled: np.ndarray, margin: float, groups: Sequence[Any], headline: bool = True) -> Finding:
+             resampled: np.ndarray, margin: float, groups: Sequence[Any], headline: bool = True,
+             part: str = "test") -> Finding:
     low, high = _interval(resampled)
     difference = values[0] - values[1]
     for value in (*values, difference, low, high):
@@ -217,18 +219,19 @@ def _finding(name: str, claim: str | None, metric: str, labels: tuple[str, str],
                    label_a=labels[0], label_b=labels[1], value_a=float(values[0]), value_b=float(values[1]),
                    difference=float(difference), ci_low=low, ci_high=high, margin=float(margin),
                    held=bool(low > margin), images=len(groups), groups=len(set(map(str, groups))),
-                   headline=bool(headline))
+                   headline=bool(headline), part=part)
 
 
 def compare_accuracy(name: str, correct_a: Any, correct_b: Any, groups: Sequence[Any], *,
                      labels: tuple[str, str] = ("A", "B"), margin: float = 0.0, claim: str | None = None,
                      seed: int = 0, resamples: int = _RESAMPLES, verbose: bool = True,
-                     headline: bool = True) -> Finding:
+                     headline: bool = True, part: str = "test") -> Finding:
     """The finding "``labels[0]`` is more accurate than ``labels[1]`` by more than ``margin``".
 
     ``correct_a`` and ``correct_b`` hold one 0/1 per test image, for the **same** images in the same order;
     ``groups`` their ``Sample.group``. Both accuracies are recomputed on every group-bootstrap resample, so the
-    interval of the difference accounts for the pairing (both methods saw the same hard images).
+    interval of the difference accounts for the pairing (both methods saw the same hard images). ``part`` names
+    the images in the finding's line (``"validation"`` for a choice made on validation images).
     """
     a, b = _as_array(correct_a, "correct_a"), _as_array(correct_b, "correct_b")
     if a.shape != b.shape:
@@ -238,7 +241,7 @@ def compare_accuracy(name: str, correct_a: Any, correct_b: Any, groups: Sequence
     resampled = np.concatenate([weights @ (a - b) / weights.sum(axis=1)
                                 for weights in bootstrap_weights(groups, resamples=resamples, seed=seed)])
     return _conclude(_finding(name, claim, "accuracy", labels, (a.mean(), b.mean()), resampled, margin, groups,
-                              headline), verbose)
+                              headline, part), verbose)
 
 
 def compare_to_value(name: str, correct: Any, groups: Sequence[Any], value: float, *,

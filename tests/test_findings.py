@@ -182,3 +182,13 @@ def test_a_label_that_states_its_own_value_is_not_printed_twice(capsys):
     findings.compare_to_value("below 90%", np.array([1, 0] * 60), groups, 0.9, labels=("CNN", "90%"), below=True)
     line = capsys.readouterr().out
     assert "90.0% vs CNN 50.0%" in line and "90% 90.0%" not in line
+
+
+def test_a_finding_on_validation_images_says_so_in_its_line():
+    correct_a, correct_b, groups = [1, 1, 1, 0], [1, 0, 0, 0], ["a", "b", "c", "d"]
+    on_test = findings.compare_accuracy("t", correct_a, correct_b, groups, verbose=False, headline=False)
+    on_validation = findings.compare_accuracy("v", correct_a, correct_b, groups, verbose=False, headline=False,
+                                     part="validation")
+    assert on_test.line().endswith("4 test groups): NOT held")
+    assert on_validation.line().endswith("4 validation groups): NOT held")
+    assert on_validation.as_dict()["part"] == "validation"
