@@ -117,19 +117,30 @@ LESSON_DEFAULTS["02_feature_extraction"] = {"full": {"epochs": 30}, "offline": {
 # Lesson 3 fine-tunes: every epoch runs the backbone forwards and backwards, so offline runs every recipe on
 # 64-pixel images and only the validation winner again at "large_image_size" (lesson 2's 96 pixels); "epochs"
 # counts the fine-tuning epochs after the head has trained on cached features ("feature_epochs").
-LESSON_DEFAULTS["03_fine_tuning"] = {"full": {"epochs": 5, "feature_epochs": 30, "large_image_size": 224},
+# "min_fine_tune_steps" (lessons 3 and 5): when EPOCHS is left at its default, fine-tuning runs at least this many
+# optimizer steps, so more epochs on a folder with few batches per epoch (training.epochs_for_steps). On the
+# course's own data an epoch has enough batches (lesson 3: 12, so 3 epochs are 36 steps) and nothing changes; a
+# folder of about a hundred images has 3 or 4, and 2 or 3 epochs left fine-tuning up to 20 points below feature
+# extraction on a folder of real scans (benchmarks/README.md, "A messy folder of real scans").
+MIN_FINE_TUNE_STEPS = 24
+LESSON_DEFAULTS["03_fine_tuning"] = {"full": {"epochs": 5, "feature_epochs": 30, "large_image_size": 224,
+                                              "min_fine_tune_steps": MIN_FINE_TUNE_STEPS},
                                      "offline": {"image_size": 64, "large_image_size": 96, "batch_size": 32,
-                                                 "epochs": 3, "feature_epochs": 30},
+                                                 "epochs": 3, "feature_epochs": 30,
+                                                 "min_fine_tune_steps": MIN_FINE_TUNE_STEPS},
                                      "smoke": {"epochs": 1, "feature_epochs": 2, "large_image_size": 72}}
 # Lesson 4 trains two linear heads (four classes; four plus "unknown") on cached features, like lesson 2.
 LESSON_DEFAULTS["04_unknown_class"] = {"full": {"epochs": 30}, "offline": {"epochs": 30},
                                        "smoke": {"epochs": 3}}
 # Lesson 5 works on a folder: offline, the messy practice folder the course draws (course_utils.sample_folders);
 # full, Oxford-IIIT Pet cat vs dog with a ResNet-50 as in the cats-vs-dogs tutorial. "head_epochs" trains the
-# linear and the MLP head on cached features; "epochs" fine-tunes the better one.
+# linear and the MLP head on cached features; "epochs" fine-tunes the better one (at least "min_fine_tune_steps"
+# steps, see lesson 3: the practice folder has 4 batches per epoch, so 6 epochs).
 LESSON_DEFAULTS["05_your_own_images"] = {
-    "full": {"dataset": "pets-binary", "arch": "resnet50", "epochs": 3, "head_epochs": 30},
-    "offline": {"dataset": "sample-folder", "image_size": 64, "batch_size": 32, "epochs": 2, "head_epochs": 40},
+    "full": {"dataset": "pets-binary", "arch": "resnet50", "epochs": 3, "head_epochs": 30,
+             "min_fine_tune_steps": MIN_FINE_TUNE_STEPS},
+    "offline": {"dataset": "sample-folder", "image_size": 64, "batch_size": 32, "epochs": 2, "head_epochs": 40,
+                "min_fine_tune_steps": MIN_FINE_TUNE_STEPS},
     "smoke": {"dataset": "sample-folder", "epochs": 1, "head_epochs": 3},
 }
 # The appendix (lesson 6) runs lesson 5's workflow as a script (`course train`) on the same data and settings; its

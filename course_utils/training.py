@@ -61,7 +61,8 @@ from course_utils.progress import close_progress_bar, is_widget_bar, open_progre
 
 __all__ = ["BAR_REFRESH_SECONDS", "BATCHNORM_MODES", "HEAD_PATIENCE", "HISTORY_COLUMNS", "HISTORY_VERDICTS",
            "PROGRESS_EVERY_STEPS", "TEXT_BAR_REFRESH_SECONDS", "HistoryReading", "LearningRateFinderResult",
-           "best_row", "body_stage_optimizer", "chance_level", "evaluate_loss_accuracy", "find_learning_rate",
+           "best_row", "body_stage_optimizer", "chance_level", "epochs_for_steps", "evaluate_loss_accuracy",
+           "find_learning_rate",
            "fine_tune", "fit", "kept_epoch_is_better", "read_history", "stage_two_failure", "stage_two_problem",
            "train_one_epoch",
            "train_step", "use_fused_optimizer"]
@@ -654,6 +655,27 @@ def _validation_labels(val_loader: Iterable, cached_features: Mapping[str, Any] 
     if samples and all(hasattr(sample, "label") for sample in samples):
         return torch.tensor([int(sample.label) for sample in samples])
     return torch.cat([torch.as_tensor(targets).reshape(-1) for _, targets in val_loader])
+
+
+def epochs_for_steps(epochs: int, batches_per_epoch: int, min_steps: int, *, verbose: bool = True) -> int:
+    """How many epochs give at least ``min_steps`` optimizer steps: ``epochs``, or more when an epoch is short.
+
+    An epoch is one pass over the training images, so its number of weight updates is the number of batches: 12
+    on lesson 3's traffic signs, 3 or 4 on a folder of about a hundred images in batches of 32. A fine-tuning
+    schedule chosen in epochs on the first data is far shorter on the second. This keeps the steps instead: with
+    ``min_steps=24``, 3 epochs stay 3 on the signs (36 steps) and become 8 on a 3-batch folder. Prints one line when
+    it raises the count (``verbose``). Lessons apply it only when you left EPOCHS at its default.
+    """
+    if epochs < 1 or batches_per_epoch < 1 or min_steps < 0:
+        raise ValueError(f"epochs_for_steps needs epochs >= 1, batches_per_epoch >= 1 and min_steps >= 0; got "
+                         f"{epochs}, {batches_per_epoch} and {min_steps}.")
+    needed = math.ceil(min_steps / batches_per_epoch)
+    if needed <= epochs:
+        return epochs
+    if verbose:
+        messages.say(f"ℹ️ Fine-tuning for {needed} epochs instead of {epochs}: an epoch is {batches_per_epoch} "
+                     f"batch(es) here, and fine-tuning takes at least {min_steps} steps (min_fine_tune_steps).")
+    return needed
 
 
 def chance_level(labels: torch.Tensor) -> float:

@@ -276,3 +276,13 @@ def test_a_finder_that_diverges_at_once_says_so_in_one_line_and_suggests_nothing
     figure = plots.plot_learning_rate_finder(result)  # the plot copes too
     assert "no suggestion" in figure.axes[0].get_title()
     plt.close(figure)
+
+
+def test_epochs_for_steps_keeps_the_steps_of_a_short_epoch(capsys):
+    assert training.epochs_for_steps(3, 12, 24) == 3 and capsys.readouterr().out == ""  # 36 steps already
+    assert training.epochs_for_steps(3, 3, 24) == 8  # 9 steps would be too few: 8 epochs of 3 batches
+    assert "8 epochs instead of 3" in capsys.readouterr().out
+    assert training.epochs_for_steps(2, 4, 24, verbose=False) == 6 and capsys.readouterr().out == ""
+    assert training.epochs_for_steps(1, 5, 0) == 1  # no minimum (the smoke profile)
+    with pytest.raises(ValueError, match="batches_per_epoch >= 1"):
+        training.epochs_for_steps(2, 0, 24)
