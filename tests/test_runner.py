@@ -264,3 +264,24 @@ def test_a_saved_notebook_keeps_no_widget_state_but_keeps_the_bars_summary_line(
         ["epochs: 3/3 in 2.0 s", "done\n"]
     assert WIDGET_VIEW not in path.read_text()
     assert drop_widget_state(path) is False  # nothing left to drop: the file is not rewritten
+
+
+def test_the_closed_socket_race_of_a_stopped_run_is_not_logged_and_other_errors_are(caplog):
+    import errno
+    import logging
+
+    import zmq
+
+    from course_tools import runner
+
+    runner._quiet_closed_socket_noise()
+    runner._quiet_closed_socket_noise()  # once per process, however often a run starts
+    logger = logging.getLogger("tornado.general")
+    assert logger.filters.count(runner._CLOSED_SOCKET_NOISE) == 1
+    for error in (zmq.ZMQError(errno.ENOTSOCK), ValueError("a real bug")):
+        try:
+            raise error
+        except Exception:
+            logger.error("Uncaught exception in ZMQStream callback", exc_info=True)
+    logged = [record.exc_info[1] for record in caplog.records if record.name == "tornado.general"]
+    assert [type(error).__name__ for error in logged] == ["ValueError"]
