@@ -88,6 +88,23 @@ def remove_abandoned_partials(root: Path | str, *, verbose: bool = True) -> list
     return removed
 
 
+def _refuse_if_not_ours(folder: Path, manifest: dict | None, not_ours: str) -> None:
+    """Raise :class:`FileExistsError` when something is at ``folder`` that the course may not replace: anything
+    but a real folder (not a link) whose manifest proves the course made it."""
+    if not os.path.lexists(folder):
+        return
+    if manifest is None:
+        reason = f"no readable {MANIFEST_NAME}"
+    elif folder.is_symlink():
+        reason = "a link"
+    elif not folder.is_dir():
+        reason = "not a folder"
+    else:
+        return
+    raise FileExistsError(f"{display_path(folder)} exists but is not {not_ours} ({reason}): move it away, then "
+                              "run the cell again.")
+
+
 def build_folder_once(folder: Path | str, settings: dict[str, Any], write: Callable[[Path], dict[str, Any]], *,
                       repair: Callable[[Path, dict[str, Any]], None] | None = None,
                       not_ours: str = "a folder the course made", verbose: bool = True) -> Path:
@@ -96,8 +113,9 @@ def build_folder_once(folder: Path | str, settings: dict[str, Any], write: Calla
     ``write(partial)`` fills the hidden partial folder and returns what the manifest records beside
     ``{"settings": settings}`` (counts, sizes). A finished folder (its manifest's ``settings`` equal ``settings``)
     is returned at once, after ``repair(folder, manifest)`` when given (it may mend damaged files). A folder the
-    course made with other settings is replaced. A folder in the way without a readable manifest was not made
-    by the course: :class:`FileExistsError` names it (``not_ours`` says what it is not) and nothing is deleted.
+    course made with other settings is replaced. Anything else in the way (no readable manifest, a link, a file)
+    was not made by the course: :class:`FileExistsError` names it (``not_ours`` says what it is not) and nothing
+    is deleted; the manifest is read again just before the replacement.
     """
     folder = Path(folder).expanduser()
     manifest = read_manifest(folder)
@@ -111,9 +129,7 @@ def build_folder_once(folder: Path | str, settings: dict[str, Any], write: Calla
         manifest = read_manifest(folder)  # again: another process may have finished it while this one waited
         if manifest is not None and manifest.get("settings") == settings:
             return folder
-        if os.path.lexists(folder) and manifest is None:
-            raise FileExistsError(f"{display_path(folder)} exists but is not {not_ours} (no readable "
-                                  f"{MANIFEST_NAME}): move it away, then run the cell again.")
+        _refuse_if_not_ours(folder, manifest, not_ours)
         _remove_partials_of(folder)
         partial = folder.with_name(f".{folder.name}.partial-{uuid.uuid4().hex[:8]}")
         try:
@@ -127,6 +143,7 @@ def build_folder_once(folder: Path | str, settings: dict[str, Any], write: Calla
             if finished is not None and finished.get("settings") == settings:
                 shutil.rmtree(partial)
                 return folder
+            _refuse_if_not_ours(folder, finished, not_ours)  # proved again: it may have changed during the write
             if os.path.lexists(folder):  # the course's, made with other settings (its manifest says so)
                 shutil.rmtree(folder)
             os.replace(partial, folder)

@@ -41,3 +41,28 @@ def test_the_courses_folder_with_other_settings_is_replaced_and_a_foreign_one_is
     with pytest.raises(FileExistsError, match="xyz exists but is not a folder the course made"):
         build_folder_once(theirs, {"seed": 0}, writer([]), verbose=False)
     assert [path.name for path in theirs.iterdir()] == ["holiday.jpg"]
+
+
+def test_a_folder_whose_proof_is_gone_by_the_replacement_is_kept(tmp_path):
+    """The manifest is read again just before the old folder is removed: a folder that is no longer the course's
+    (its manifest replaced by a person's file while the new one was written) is kept, and so is nothing half-made."""
+    folder = build_folder_once(tmp_path / "abc", {"seed": 0}, writer([]), verbose=False)
+
+    def write_while_someone_edits(partial):
+        (folder / MANIFEST_NAME).write_text("my notes, not JSON")
+        return writer([])(partial)
+
+    with pytest.raises(FileExistsError, match="abc exists but is not a folder the course made .no readable"):
+        build_folder_once(folder, {"seed": 1}, write_while_someone_edits, verbose=False)
+    assert (folder / MANIFEST_NAME).read_text() == "my notes, not JSON" and (folder / "image.png").is_file()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".abc.lock", "abc"]  # no partial left
+
+
+def test_a_link_in_the_courses_place_is_refused_before_anything_is_drawn(tmp_path):
+    target = build_folder_once(tmp_path / "real", {"seed": 0}, writer([]), verbose=False)
+    link = tmp_path / "abc"
+    link.symlink_to(target, target_is_directory=True)
+    calls: list = []
+    with pytest.raises(FileExistsError, match="abc exists but is not a folder the course made .a link."):
+        build_folder_once(link, {"seed": 1}, writer(calls), verbose=False)
+    assert calls == [] and link.is_symlink() and read_manifest(target)["settings"] == {"seed": 0}
