@@ -112,7 +112,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _read_split(folder: Path, min_images: int, seed: int, verbose: bool,
-                profile: str = "offline") -> tuple[Any, list[str], list[str]]:
+                profile: str) -> tuple[Any, list[str], list[str]]:
     """Scan, drop rare classes and split, on every rank; every rank must be able to and must get the same split.
 
     ``folder`` may also name one of the course's data sets (``pets-binary``, ``gtsrb``, ...; see

@@ -98,7 +98,7 @@ def _fit_and_score(split: Split, name: str, classifier: Any, side: int, verbose:
     predicted = np.asarray(classifier.predict(thumbnails(split.test, side)))
     result = BaselineResult(name, (predicted == test_labels).astype(float), predicted)
     if verbose:
-        messages.say(result)
+        messages.say(str(result))
     return result
 
 

@@ -121,7 +121,7 @@ def find_near_duplicates(train_features: torch.Tensor, test_features: torch.Tens
                       f"{threshold:g}): the test accuracy would measure recall of seen images; group them with "
                       "near_duplicates.group_near_duplicates() before splitting, or raise the threshold.")
     elif verbose:
-        messages.say(report)
+        messages.say(str(report))
     return report
 
 

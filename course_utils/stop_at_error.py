@@ -58,7 +58,6 @@ class QueuedCellGuard:
         self.shell = shell
         self.started: tuple[float, datetime | None] | None = None  # kernel clock, request date of this cell
         self.failure: tuple[datetime, float] | None = None  # request date of the failed cell, seconds it ran
-        self.skipped = 0
 
     def pre_run_cell(self, info: Any = None) -> None:
         self.started = (time.monotonic(), _request_date(self.shell))
@@ -82,7 +81,6 @@ class QueuedCellGuard:
     def skip_if_queued(self, lines: list[str]) -> list[str]:
         """An input transformer: one printed line in place of a cell queued behind a failure, else the lines."""
         if self.queued_before_the_failure():
-            self.skipped += 1
             return [f"print({SKIPPED_LINE!r})\n"]
         return lines
 

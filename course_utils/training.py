@@ -62,10 +62,8 @@ from course_utils.progress import close_progress_bar, is_widget_bar, open_progre
 __all__ = ["BAR_REFRESH_SECONDS", "BATCHNORM_MODES", "HEAD_PATIENCE", "HISTORY_COLUMNS", "HISTORY_VERDICTS",
            "PROGRESS_EVERY_STEPS", "TEXT_BAR_REFRESH_SECONDS", "HistoryReading", "LearningRateFinderResult",
            "best_row", "body_stage_optimizer", "chance_level", "epochs_for_steps", "evaluate_loss_accuracy",
-           "find_learning_rate",
-           "fine_tune", "fit", "kept_epoch_is_better", "read_history", "stage_two_failure", "stage_two_problem",
-           "train_one_epoch",
-           "train_step", "use_fused_optimizer"]
+           "find_learning_rate", "fine_tune", "fit", "kept_epoch_is_better", "read_history", "stage_two_failure",
+           "stage_two_problem", "train_one_epoch", "train_step", "use_fused_optimizer"]
 
 HISTORY_COLUMNS = [
     "epoch",
@@ -997,5 +995,5 @@ def find_learning_rate(
         messages.warn(f"⚠️ The learning-rate finder found no rate that lowers the loss: it rose from the first rate on "
                       f"(start_lr={start_lr:g}); try a lower start_lr, and check the data and the loss.")
     elif verbose:
-        messages.say(result)
+        messages.say(str(result))
     return result
