@@ -353,10 +353,32 @@ def run_side(python: str, side: str, split_path: Path, result_path: Path, extra:
     return json.loads(result_path.read_text(encoding="utf-8"))
 
 
+def paired_difference(course: list[dict], fastai: list[dict]) -> str:
+    """Course minus fastai, seed by seed: the mean difference in points and its 95% t-interval over the seeds.
+
+    Medians of two columns compare the frameworks on different seeds; the paired difference compares each seed's
+    split with itself, and its interval says whether the seeds' spread leaves the sign of the gap open.
+    """
+    fastai_by_seed = {row["seed"]: row for row in fastai}
+    differences = [100 * (row["test_accuracy"] - fastai_by_seed[row["seed"]]["test_accuracy"])
+                   for row in course if row["seed"] in fastai_by_seed]
+    if len(differences) < 2:
+        return f"paired difference needs two seeds run by both frameworks, found {len(differences)}"
+    from scipy import stats  # scikit-learn's dependency: installed with the course
+
+    mean = statistics.mean(differences)
+    half = stats.t.ppf(0.975, len(differences) - 1) * statistics.stdev(differences) / len(differences) ** 0.5
+    wins = sum(difference > 0 for difference in differences)
+    return (f"course - fastai, paired by seed: mean {mean:+.1f} points, 95% interval {mean - half:+.1f} to "
+            f"{mean + half:+.1f} over {len(differences)} seeds (course ahead on {wins}, behind on "
+            f"{sum(difference < 0 for difference in differences)})")
+
+
 def summarise(results: list[dict]) -> str:
     """A markdown table: median and range of test accuracy and training time per data set and framework."""
-    lines = ["| data set | framework | test accuracy, median (range), seeds 0-2 | per seed | training time, median "
-             "| time / course's (median of per-seed ratios) |", "|---|---|---|---|---|---|"]
+    seeds = sorted({result["seed"] for result in results})
+    lines = [f"| data set | framework | test accuracy, median (range), seeds {', '.join(map(str, seeds))} | per seed "
+             "| training time, median | time / course's (median of per-seed ratios) |", "|---|---|---|---|---|---|"]
     verdicts = []
     for dataset in dict.fromkeys(result["dataset"] for result in results):
         by_framework = {name: sorted((r for r in results if r["dataset"] == dataset and r["framework"] == name),
@@ -377,6 +399,7 @@ def summarise(results: list[dict]) -> str:
             gap = medians["course"] - medians["fastai"]
             verdicts.append(f"{dataset}: course median {gap:+.1f} points vs fastai's: target (>= -1 point) "
                             f"{'met' if gap >= -1 else 'missed by ' + format(-1 - gap, '.1f') + ' points'}")
+            verdicts.append(f"{dataset}: {paired_difference(by_framework['course'], by_framework['fastai'])}")
     return "\n".join(lines + [""] + verdicts)
 
 
