@@ -8,7 +8,8 @@
 - ``setup_cell``: the set-up cell, copied from ``setup_cell_code`` (real Python) -> repository
 - ``badges``: "Open in Colab/Kaggle" -> repository
 - ``parameters``: a lesson's parameters, read through papermill
-- ``runner``: ``course run`` (papermill) and its report -> notebooks
+- ``runner``: ``course run`` (papermill) and its report -> notebooks, kernel_noise
+- ``kernel_noise``: the closed-socket race of a stopped lesson kept off the terminal (in every kernel it starts)
 - ``prefetch``: data sets and weights downloaded and verified before a workshop
 - ``kit``: the workshop kit (wheels, data, weights, manifest) -> prefetch, repository
 - ``predict``, ``claims``: ``course predict``; the claims table
@@ -17,5 +18,5 @@ Lessons never import it. It may import ``course_utils``; ``course_utils`` never 
 (tests/test_architecture.py checks both directions and the absence of cycles).
 """
 
-__all__ = ["badges", "claims", "cli", "kit", "notebooks", "parameters", "predict", "prefetch", "repository", "runner",
-           "setup_cell", "setup_cell_code", "stripper"]
+__all__ = ["badges", "claims", "cli", "kernel_noise", "kit", "notebooks", "parameters", "predict", "prefetch",
+           "repository", "runner", "setup_cell", "setup_cell_code", "stripper"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import datetime
-import errno
 import html
 import logging
 import math
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from course_tools import kernel_noise
 from course_tools.notebooks import Parameter, read_notebook, read_parameters, write_notebook
 from course_utils import config
 from course_utils.files import write_text_atomic
@@ -272,8 +272,9 @@ def _environment(**values: str | None) -> Iterator[None]:
                 os.environ[name] = value
 
 
-#: Kernel command-line options for ``course run``: only errors from the kernel's own log reach the terminal.
-KERNEL_QUIET_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+#: Kernel command-line options for ``course run``: only errors from the kernel's own log reach the terminal, and
+#: not the closed-socket race of a stopped lesson (:mod:`course_tools.kernel_noise`, loaded as an IPython extension).
+KERNEL_QUIET_ARGUMENTS = ["--IPKernelApp.log_level=ERROR", "--IPKernelApp.extensions=course_tools.kernel_noise"]
 
 
 def _kernel_name(notebook: Path, kernel_name: str | None) -> str:
@@ -418,27 +419,6 @@ class _WithoutKernelDiedLine(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Kernel died")
-
-
-class _WithoutClosedSocketNoise(logging.Filter):
-    """Drops pyzmq's "Uncaught exception in ZMQStream callback" when the exception is ENOTSOCK ("Socket operation
-    on non-socket"): a callback of the kernel's connection that fired after a stopped run had closed its sockets.
-    The run reports the stop itself, in one line; this traceback only told of the race (seen under load when
-    SIGTERM stopped a lesson)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return getattr(error, "errno", None) != errno.ENOTSOCK
-
-
-_CLOSED_SOCKET_NOISE = _WithoutClosedSocketNoise()
-
-
-def _quiet_closed_socket_noise() -> None:
-    """Install :class:`_WithoutClosedSocketNoise` on tornado's logger (pyzmq logs there), once per process."""
-    logger = logging.getLogger("tornado.general")
-    if _CLOSED_SOCKET_NOISE not in logger.filters:
-        logger.addFilter(_CLOSED_SOCKET_NOISE)
 
 
 #: What a dead kernel's cell and line say: a kernel dies mostly because the system ran out of memory and killed it.
@@ -611,7 +591,7 @@ def run_lesson(lesson: str, *, profile: str | None, parameters: dict[str, Any], 
     stopper = stopper or Stopper()
     quiet_log = _WithoutKernelDiedLine()
     logging.getLogger("papermill").addFilter(quiet_log)
-    _quiet_closed_socket_noise()  # kept after the lesson: the race can fire while the kernel's sockets close
+    kernel_noise.install()  # kept after the lesson: the race can fire while the kernel's sockets close
     try:
         with _environment(COURSE_PROFILE=profile, COURSE_OUTPUT_DIR=str(output_dir.resolve()),
                           OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", CPU_WAIT_POLICY)), \

@@ -52,8 +52,12 @@ def statuses(notebook: Path) -> list[tuple[str, str | None]]:
 
 # ------------------------------------------------------------------ 13. SIGTERM and SIGHUP, like Ctrl+C
 RUN_AND_REPORT = """
-import json, sys
+import json, signal, sys
 from course_tools.runner import interrupted_exit_code, run_lessons
+# as a terminal starts it: a test suite run under nohup would hand its SIGHUP-ignored state down, and the run
+# rightly keeps a signal that its user chose to ignore (test_an_ignored_sighup_stays_ignored)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 results = run_lessons(profile=None, parameters={}, output_dir=sys.argv[2], solutions_dir=sys.argv[1], verbose=False)
 print(json.dumps([[result.lesson, result.status, result.error, result.signal_number] for result in results]))
 stopped = [result for result in results if result.status == "interrupted"]

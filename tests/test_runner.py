@@ -272,12 +272,12 @@ def test_the_closed_socket_race_of_a_stopped_run_is_not_logged_and_other_errors_
 
     import zmq
 
-    from course_tools import runner
+    from course_tools import kernel_noise
 
-    runner._quiet_closed_socket_noise()
-    runner._quiet_closed_socket_noise()  # once per process, however often a run starts
+    kernel_noise.install()
+    kernel_noise.install()  # once per process, however often a run starts
     logger = logging.getLogger("tornado.general")
-    assert logger.filters.count(runner._CLOSED_SOCKET_NOISE) == 1
+    assert logger.filters.count(kernel_noise.CLOSED_SOCKET_NOISE) == 1
     for error in (zmq.ZMQError(errno.ENOTSOCK), ValueError("a real bug")):
         try:
             raise error
@@ -285,3 +285,29 @@ def test_the_closed_socket_race_of_a_stopped_run_is_not_logged_and_other_errors_
             logger.error("Uncaught exception in ZMQStream callback", exc_info=True)
     logged = [record.exc_info[1] for record in caplog.records if record.name == "tornado.general"]
     assert [type(error).__name__ for error in logged] == ["ValueError"]
+
+
+# A cell that logs what pyzmq logs when a stream's callback fails, once for the closed-socket race and once for a
+# real error, on the kernel's tornado logger (ipykernel writes that logger to the kernel's standard error).
+LOG_BOTH_IN_THE_KERNEL = """
+import errno, logging
+import zmq
+for error in (zmq.ZMQError(errno.ENOTSOCK), ValueError("a real bug in a callback")):
+    try:
+        raise error
+    except Exception:
+        logging.getLogger("tornado.general").error("Uncaught exception in ZMQStream callback", exc_info=True)
+"""
+
+
+def test_a_kernel_that_course_run_starts_drops_the_closed_socket_race_and_shows_other_errors(tmp_path, capfd):
+    # the race is logged by the kernel process, on the terminal of course run: the runner's own logger cannot
+    # filter it, so every kernel loads course_tools.kernel_noise as an IPython extension
+    python_notebook([new_code_cell("OUTPUT_DIR = None  # outputs", metadata={"tags": ["parameters"]}),
+                     new_code_cell(LOG_BOTH_IN_THE_KERNEL)], tmp_path / "solutions", "01_noise")
+    results = run_lessons(profile=None, parameters={}, output_dir=tmp_path / "out",
+                          solutions_dir=tmp_path / "solutions", verbose=False)
+    assert [result.status for result in results] == ["passed"]
+    terminal = capfd.readouterr().err
+    assert "a real bug in a callback" in terminal and "ValueError" in terminal  # other errors are still shown
+    assert "ZMQError" not in terminal and "non-socket" not in terminal, terminal
