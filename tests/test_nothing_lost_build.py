@@ -265,7 +265,8 @@ def test_a_clone_built_with_the_course_imported_from_another_checkout_leaves_tha
     solutions, notebooks = make_repository(clone)
     before = files_and_digests(other)
     fork = "https://github.com/my-fork/transfer-course"
-    environment = {**os.environ, "PYTHONPATH": str(other)}
+    # Python's own bytecode cache is not a change to that checkout's files: left out, whatever the caller's setting
+    environment = {**os.environ, "PYTHONPATH": str(other), "PYTHONDONTWRITEBYTECODE": "1"}
     script = ("import course_tools, sys; from course_tools.cli import main; print(course_tools.__file__); "
               f"sys.exit(main(['build', '--repository', {fork!r}]))")
 
